@@ -1,0 +1,53 @@
+# deepline — every target sets itself up: on a fresh machine `make test` alone installs and passes.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+PIPELINE ?= lenet5
+ARGS ?=
+TUNER ?= hyperband
+MAX_TRIALS ?= 10
+MODEL_NAME ?= lenet5
+MODEL_BASE_PATH ?= $(CURDIR)/models/$(MODEL_NAME)
+
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export KERAS_BACKEND ?= tensorflow
+export PYTHONUNBUFFERED ?= 1
+
+.PHONY: install test test-fast train tune serve query bench lint clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m 'not slow'
+
+train: $(STAMP)
+	$(VENV)/bin/deepline-train $(PIPELINE) $(ARGS)
+
+tune: $(STAMP)
+	$(VENV)/bin/deepline-tune $(PIPELINE) --tuner $(TUNER) --max-trials $(MAX_TRIALS) $(ARGS)
+
+serve: $(STAMP)
+	$(PY) -m serving.launch --model_name=$(MODEL_NAME) --model_base_path=$(MODEL_BASE_PATH) $(ARGS)
+
+query: $(STAMP)
+	$(VENV)/bin/deepline-query $(ARGS)
+
+bench: $(STAMP)
+	$(PY) -m benchmarks $(ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache runs models

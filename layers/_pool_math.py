@@ -1,0 +1,129 @@
+"""Norm-pooling maths shared by the L2/Lp/FeatureL2 pooling layers (private; keras.ops only).
+
+Conventions (documented for users in layers/README.md):
+
+* Window sums.  Σ_window v is computed as ``average_pool(v, "valid") · |window|`` on the input
+  explicitly zero-padded first when ``padding="same"``: padded cells count as zeros, so an Lp
+  output at a border is the true p-norm of the valid cells of its window.  (Keras/TF average
+  pooling with ``"same"`` divides by the number of *valid* cells, so ``avg × window`` is not the
+  window sum at borders — that is why the padding is explicit here.)
+* Zero windows.  h = s^(1/p) with s = Σ|x|^p has an infinite derivative at s = 0, and the chain
+  rule would give 0·∞ = NaN.  ``safe_root`` evaluates the root on ``where(s > 0, s, 1)`` and
+  selects 0 where s = 0: the forward value is exactly 0 and the gradient there is exactly 0
+  (the minimum-norm subgradient), with no epsilon anywhere.
+* Precision.  float16/bfloat16 inputs (``mixed_float16``) are upcast to float32 for the
+  power/sum/root and the result is cast back, so x² does not overflow float16 for |x| > 256.
+* Large p.  For p ∉ {1, 2} the input is divided by c = max|x| over the whole feature map
+  (per example and channel, gradient stopped) and the result multiplied back:
+  ‖x‖_p = c·‖x / c‖_p exactly, and, the norm being 1-homogeneous, the gradient is unchanged.
+  This removes overflow of |x|^p; a window whose entries are all below ≈ c·(1e-38)^(1/p)
+  underflows to 0 in float32 (use MaxPooling for the p → ∞ limit).
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import ops
+
+from layers import _conv_utils as cu
+
+_LOW_PRECISION = ("float16", "bfloat16")
+
+
+def upcast(x):
+    """(x in float32 if it was float16/bfloat16, original dtype)."""
+    dtype = keras.backend.standardize_dtype(x.dtype)
+    if dtype in _LOW_PRECISION:
+        return ops.cast(x, "float32"), dtype
+    return x, dtype
+
+
+def abs_power(x, p: float):
+    """|x|^p elementwise (x² for p = 2, |x| for p = 1)."""
+    if p == 2:
+        return ops.square(x)
+    if p == 1:
+        return ops.abs(x)
+    return ops.power(ops.abs(x), p)
+
+
+def safe_root(s, p: float):
+    """s^(1/p) for s ≥ 0, exactly 0 with gradient exactly 0 where s = 0 (no NaN/Inf)."""
+    if p == 1:
+        return s
+    positive = ops.greater(s, 0)
+    safe = ops.where(positive, s, ops.ones_like(s))
+    root = ops.sqrt(safe) if p == 2 else ops.power(safe, 1.0 / p)
+    return ops.where(positive, root, ops.zeros_like(root))
+
+
+def scale_for(x, p: float, axes):
+    """Per-example/channel scale c = max|x| over ``axes`` (gradient stopped, 1 where 0), or
+    None when p ∈ {1, 2} needs no rescaling."""
+    if p in (1, 2):
+        return None
+    c = ops.stop_gradient(ops.max(ops.abs(x), axis=axes, keepdims=True))
+    return ops.where(ops.greater(c, 0), c, ops.ones_like(c))
+
+
+def pad_same(x, axes, pool_size, strides):
+    """Zero-pad each axis in ``axes`` the way ``padding="same"`` does (⌊P/2⌋ before, rest after).
+
+    Works for static and dynamic (None) axis lengths.
+    """
+    rank = len(x.shape)
+    pads = [[0, 0] for _ in range(rank)]
+    dynamic_shape = None
+    for axis, k, s in zip(axes, pool_size, strides, strict=True):
+        n = x.shape[axis]
+        if n is not None:
+            before, after = cu.same_padding_amounts(int(n), k, s)
+        else:
+            if dynamic_shape is None:
+                dynamic_shape = ops.shape(x)
+            n = dynamic_shape[axis]
+            out = (n + s - 1) // s
+            total = ops.maximum((out - 1) * s + k - n, 0)
+            before = total // 2
+            after = total - before
+        pads[axis] = [before, after]
+    if all(isinstance(v, int) and v == 0 for pair in pads for v in pair):
+        return x
+    return ops.pad(x, pads)
+
+
+def window_sum(v, pool_size, strides, padding, data_format):
+    """Σ over each pooling window of v (zero padding for ``"same"``)."""
+    rank = len(pool_size)
+    if padding == "same":
+        v = pad_same(v, cu.spatial_axes(rank, data_format), pool_size, strides)
+    mean = ops.average_pool(v, pool_size, strides, "valid", data_format)
+    return mean * ops.cast(math.prod(pool_size), mean.dtype)
+
+
+def lp_window_norm(x, p, pool_size, strides, padding, data_format):
+    """h = (Σ_window |x|^p)^(1/p) over sliding windows (see the module conventions)."""
+    x, dtype = upcast(x)
+    scale = scale_for(x, p, cu.spatial_axes(len(pool_size), data_format))
+    if scale is not None:
+        x = x / scale
+    h = safe_root(window_sum(abs_power(x, p), pool_size, strides, padding, data_format), p)
+    if scale is not None:
+        h = h * scale
+    return ops.cast(h, dtype)
+
+
+def lp_global_norm(x, p, axes, keepdims):
+    """h = (Σ_{all positions} |x|^p)^(1/p) over ``axes``."""
+    x, dtype = upcast(x)
+    scale = scale_for(x, p, axes)
+    if scale is not None:
+        x = x / scale
+    h = safe_root(ops.sum(abs_power(x, p), axis=axes, keepdims=True), p)
+    if scale is not None:
+        h = h * scale
+    if not keepdims:
+        h = ops.squeeze(h, axis=axes)
+    return ops.cast(h, dtype)

@@ -11,8 +11,9 @@ variants — that the window is the whole feature map:
 
 Border and zero-window conventions for L2/Lp (see ``layers/_pool_math.py`` and the README):
 with ``padding="same"`` padded cells count as zeros, so the output is the true norm of the
-valid cells of the window; where a whole window is zero the output is exactly 0 and its
-gradient is exactly 0 (no epsilon, no NaN).
+valid cells of the window.  Where a whole window is zero the gradient is exactly 0 (never NaN):
+for p = 2 the root is sqrt(s + 1e-30) (output 1e-15 at a zero window), for other p a select
+returns exactly 0 there.
 """
 
 from __future__ import annotations
@@ -323,13 +324,13 @@ class L2Pooling1D(_L2Pooling):
     __doc__ = """L2 pooling over time windows: the Euclidean norm of each window.
 
     Formula: h[t, c] = sqrt( Σ_{u=0}^{k−1} x[t·s + u − p_left, c]² ), padded cells counting as
-    0 (so a border output is the norm of the window's valid cells). A window of zeros gives
-    exactly 0 with gradient exactly 0.
+    0 (so a border output is the norm of the window's valid cells). Computed as
+    sqrt(Σ x² + 1e-30): a window of zeros gives 1e-15 with gradient exactly 0.
 """ + _window_doc(1) + """
     Example:
         >>> import numpy as np
         >>> x = np.array([3, 4, 0, 0, 1, 0], "float32").reshape(1, 6, 1)
-        >>> L2Pooling1D(2)(x)[0, :, 0].numpy().tolist()
+        >>> [round(float(v), 6) for v in L2Pooling1D(2)(x)[0, :, 0]]
         [5.0, 0.0, 1.0]
     """
     rank = 1
@@ -340,7 +341,8 @@ class L2Pooling2D(_L2Pooling):
     __doc__ = """L2 pooling over 2D windows: the Euclidean norm of each window.
 
     Formula: h[i, j, c] = sqrt( Σ_{u,v} x[i·s₁ + u − p_top, j·s₂ + v − p_left, c]² ), padded
-    cells counting as 0; a zero window gives exactly 0 with gradient exactly 0.
+    cells counting as 0; computed as sqrt(Σ x² + 1e-30), so a zero window gives 1e-15 with
+    gradient exactly 0.
 """ + _window_doc(2) + """
     Example:
         >>> import numpy as np
@@ -361,7 +363,7 @@ class LpPooling1D(_LpPooling):
 
     Formula: h[t, c] = ( Σ_{u=0}^{k−1} |x[t·s + u − p_left, c]|^p )^(1/p), padded cells
     counting as 0; p = 2 is L2 pooling, p → ∞ approaches max pooling of |x|. A zero window
-    gives exactly 0 with gradient exactly 0.
+    gives exactly 0 with gradient exactly 0 (p = 2: 1e-15, as L2Pooling1D).
 """ + _window_doc(1).replace("\n    Input shape:", _lp_p_doc() + "\n    Input shape:") + """
     Example:
         >>> import numpy as np
@@ -398,8 +400,8 @@ class FeatureL2Pooling(_Pooling):
 
     Formula: h_j = sqrt( Σ_{k ∈ N(j)} x_k² ), N(j) = channels {j·s − p_front, …, j·s − p_front
     + pool_size − 1}: groups of ``pool_size`` consecutive channels, one every ``strides``
-    channels (non-overlapping groups by default). Padded channels (``"same"``) count as 0; a
-    group of zeros gives exactly 0 with gradient exactly 0.
+    channels (non-overlapping groups by default). Padded channels (``"same"``) count as 0.
+    Computed as sqrt(Σ x² + 1e-30): a group of zeros gives 1e-15 with gradient exactly 0.
 
     Args:
         pool_size: channels per group (int ≥ 1, default 2).
@@ -419,8 +421,8 @@ class FeatureL2Pooling(_Pooling):
     Example:
         >>> import numpy as np
         >>> x = np.array([[3, 4, 0, 0, 6, 8]], "float32")
-        >>> FeatureL2Pooling(2)(x).numpy().tolist()
-        [[5.0, 0.0, 10.0]]
+        >>> [round(float(v), 6) for v in FeatureL2Pooling(2)(x)[0]]
+        [5.0, 0.0, 10.0]
     """
 
     rank = None
@@ -559,7 +561,7 @@ class GlobalAveragePooling2D(_GlobalPooling):
 class GlobalL2Pooling1D(_GlobalPooling):
     __doc__ = """Global L2 pooling over time: the Euclidean norm of each channel's sequence.
 
-    Formula: h[c] = sqrt( Σ_t x[t, c]² ); all-zero channels give 0 with gradient 0.
+    Formula: h[c] = sqrt( Σ_t x[t, c]² + 1e-30 ); all-zero channels: 1e-15, gradient 0.
 """ + _global_doc(1) + """
     Example:
         >>> import numpy as np
@@ -575,7 +577,7 @@ class GlobalL2Pooling1D(_GlobalPooling):
 class GlobalL2Pooling2D(_GlobalPooling):
     __doc__ = """Global L2 pooling over rows and cols: the Euclidean norm of each feature map.
 
-    Formula: h[c] = sqrt( Σ_{i,j} x[i, j, c]² ); all-zero maps give 0 with gradient 0.
+    Formula: h[c] = sqrt( Σ_{i,j} x[i, j, c]² + 1e-30 ); all-zero maps: 1e-15, gradient 0.
 """ + _global_doc(2) + """
     Example:
         >>> import numpy as np

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 import numpy as np
@@ -159,6 +160,7 @@ def run(args) -> tuple[str, object]:
 
 def main(argv=None) -> int:
     """Console entry point (``deepline-query``); returns the process exit status."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
     from serving.query_inputs import InputError
     from serving.transport import QueryError
 

@@ -1,0 +1,224 @@
+"""Server-side dynamic batching with TF Serving's ``BatchingParameters``.
+
+Each (servable version, signature) has a queue of tasks (one task = one request's inputs, batch
+size = their 0th dimension). ``num_batch_threads`` workers share all queues. A worker takes the
+oldest queue whose head batch is ready — it holds ``max_batch_size`` rows, or its first task has
+waited ``batch_timeout_micros`` — then merges the compatible tasks (same inputs, dtypes and
+non-batch dimensions) up to ``max_batch_size`` rows, concatenates along axis 0, pads to the next
+``allowed_batch_sizes`` entry by repeating the first row, runs the signature once, and hands each
+task its slice of every output.
+
+- A task larger than ``max_batch_size`` → INVALID_ARGUMENT.
+- Enqueuing beyond ``max_enqueued_batches`` full batches → UNAVAILABLE ("queue is full"), so an
+  overloaded server sheds load instead of growing latency without bound.
+- A caller that gives up (deadline) marks its task cancelled; it is skipped, not run.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+
+import numpy as np
+
+from serving.server.config import BatchingConfig
+from serving.server.errors import Code, ServingError, from_exception, invalid_argument, unavailable
+from serving.server.metrics import Metrics
+
+
+class _Task:
+    __slots__ = ("inputs", "size", "key", "enqueued", "done", "result", "error", "cancelled")
+
+    def __init__(self, inputs: dict[str, np.ndarray], size: int, key):
+        self.inputs = inputs
+        self.size = size
+        self.key = key
+        self.enqueued = time.monotonic()
+        self.done = threading.Event()
+        self.result: dict[str, np.ndarray] | None = None
+        self.error: ServingError | None = None
+        self.cancelled = False
+
+
+class _Queue:
+    def __init__(self, servable, signature):
+        self.servable = servable
+        self.signature = signature
+        self.tasks: collections.deque[_Task] = collections.deque()
+        self.rows = 0
+
+
+class BatchScheduler:
+    """Merges concurrent ``run`` calls per (servable, signature) into batched executions."""
+
+    def __init__(self, config: BatchingConfig, metrics: Metrics | None = None):
+        self.config = config
+        self.metrics = metrics
+        self._queues: dict[tuple[int, str], _Queue] = {}
+        self._cond = threading.Condition()
+        self._stopped = False
+        self.batches_run = 0
+        self.tasks_run = 0
+        self._threads = [threading.Thread(target=self._worker, name=f"deepline-batch-{i}",
+                                          daemon=True) for i in range(config.threads)]
+        for t in self._threads:
+            t.start()
+
+    # -- caller side ------------------------------------------------------------------------------
+    def run(self, servable, signature, inputs: dict[str, np.ndarray],
+            timeout_s: float | None = None) -> dict[str, np.ndarray]:
+        size = None
+        for alias, arr in inputs.items():
+            if arr.ndim == 0:
+                raise invalid_argument("Batching session Run() input tensors must have at least "
+                                       f"one dimension (input '{alias}' is a scalar)")
+            if size is None:
+                size = arr.shape[0]
+            elif arr.shape[0] != size:
+                raise invalid_argument("Batching session Run() input tensors must have equal "
+                                       "0th-dimension size")
+        size = size or 0
+        max_size = self.config.max_batch_size
+        if size > max_size:
+            raise invalid_argument(
+                f"Task size {size} is larger than maximum input batch size {max_size}")
+        key = tuple((a, x.dtype.str, x.shape[1:]) for a, x in sorted(inputs.items()))
+        task = _Task(inputs, size, key)
+        qkey = (id(servable), signature.name)
+        with self._cond:
+            if self._stopped:
+                raise unavailable("The batch scheduler is shutting down")
+            q = self._queues.get(qkey)
+            if q is None or q.servable is not servable:
+                q = self._queues[qkey] = _Queue(servable, signature)
+            limit = self.config.max_enqueued_batches * max_size
+            if q.rows + size > limit:
+                raise unavailable("The batch scheduling queue to which this task was submitted "
+                                  "is full")
+            q.tasks.append(task)
+            q.rows += size
+            self._cond.notify()
+        if not task.done.wait(timeout_s):
+            task.cancelled = True
+            if not task.done.is_set():
+                raise ServingError(Code.DEADLINE_EXCEEDED,
+                                   "Deadline exceeded while waiting for the batch to run")
+        if task.error is not None:
+            raise task.error
+        return task.result
+
+    def drop(self, servable) -> None:
+        """Forget the queues of an unloaded servable (pending tasks still complete)."""
+        with self._cond:
+            for key in [k for k, q in self._queues.items() if q.servable is servable]:
+                if not self._queues[key].tasks:
+                    del self._queues[key]
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+        for t in self._threads:
+            t.join(timeout=5)
+
+    # -- worker side -----------------------------------------------------------------------------
+    def _next_batch(self):
+        timeout = self.config.batch_timeout_micros / 1e6
+        max_size = self.config.max_batch_size
+        with self._cond:
+            while True:
+                if self._stopped:
+                    return None
+                now = time.monotonic()
+                ready, wake = None, None
+                for q in self._queues.values():
+                    while q.tasks and q.tasks[0].cancelled:
+                        q.rows -= q.tasks.popleft().size
+                    if not q.tasks:
+                        continue
+                    due = q.tasks[0].enqueued + timeout
+                    if q.rows >= max_size or now >= due:
+                        if ready is None or q.tasks[0].enqueued < ready.tasks[0].enqueued:
+                            ready = q
+                    else:
+                        wake = due if wake is None else min(wake, due)
+                if ready is not None:
+                    return ready, self._take(ready, max_size)
+                self._cond.wait(None if wake is None else max(wake - now, 0.0))
+
+    @staticmethod
+    def _take(q: _Queue, max_size: int) -> list[_Task]:
+        key = q.tasks[0].key
+        taken, rows, keep = [], 0, collections.deque()
+        while q.tasks:
+            t = q.tasks.popleft()
+            if t.cancelled:
+                q.rows -= t.size
+                continue
+            if t.key == key and rows + t.size <= max_size:
+                taken.append(t)
+                rows += t.size
+                q.rows -= t.size
+            else:
+                keep.append(t)
+                if rows >= max_size:
+                    break
+        keep.extend(q.tasks)
+        q.tasks = keep
+        return taken
+
+    def _padded_size(self, rows: int) -> int:
+        for s in self.config.allowed_batch_sizes:
+            if s >= rows:
+                return s
+        return rows
+
+    def _worker(self) -> None:
+        while True:
+            item = self._next_batch()
+            if item is None:
+                return
+            q, tasks = item
+            if tasks:
+                self._process(q, tasks)
+
+    def _process(self, q: _Queue, tasks: list[_Task]) -> None:
+        try:
+            rows = sum(t.size for t in tasks)
+            padded = self._padded_size(rows)
+            merged = {}
+            for alias in tasks[0].inputs:
+                parts = [t.inputs[alias] for t in tasks]
+                if padded > rows:
+                    first = parts[0][:1]
+                    parts.append(np.repeat(first, padded - rows, axis=0))
+                merged[alias] = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+            outputs = q.signature.run(merged)
+            for name, value in outputs.items():
+                if value.ndim == 0:
+                    raise ServingError(Code.FAILED_PRECONDITION,
+                                       f"Batched output tensor '{name}' has 0 dimensions")
+                if value.shape[0] != padded:
+                    raise ServingError(
+                        Code.FAILED_PRECONDITION,
+                        f"Batched output tensor's 0th dimension does not equal the sum of the 0th "
+                        f"dimension sizes of the input tensors (output '{name}': "
+                        f"{value.shape[0]} vs {padded})")
+            start = 0
+            for t in tasks:
+                t.result = {k: v[start:start + t.size] for k, v in outputs.items()}
+                start += t.size
+        except Exception as exc:  # noqa: BLE001 - every task must be answered
+            err = from_exception(exc)
+            for t in tasks:
+                t.error = err
+        finally:
+            self.batches_run += 1
+            self.tasks_run += len(tasks)
+            if self.metrics is not None:
+                self.metrics.batch_size.observe(self._padded_size(sum(t.size for t in tasks)),
+                                                q.servable.name)
+                self.metrics.batched_requests.inc(q.servable.name, amount=len(tasks))
+            for t in tasks:
+                t.done.set()

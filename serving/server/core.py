@@ -1,0 +1,92 @@
+"""The protocol-independent request path shared by the gRPC and REST front ends.
+
+``ServingCore`` resolves a model spec (name + version or label) to a loaded servable, validates
+inputs against the signature, runs it (through the batch scheduler when batching is on, else
+directly on the calling thread), and applies the output filter. Warm-up replays a version's
+``assets.extra/tf_serving_warmup_requests`` through the same path before it is served.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from serving.server import inference
+from serving.server.batching import BatchScheduler
+from serving.server.manager import ModelManager
+from serving.server.metrics import Metrics
+from serving.server.servable import Servable, Signature
+from serving.server.tensors import to_ndarray
+
+
+class ServingCore:
+    def __init__(self, manager: ModelManager, metrics: Metrics,
+                 batcher: BatchScheduler | None = None):
+        self.manager = manager
+        self.metrics = metrics
+        self.batcher = batcher
+
+    def resolve(self, name: str, version: int | None = None, label: str | None = None):
+        return self.manager.resolve(name, version, label)
+
+    def resolve_spec(self, model_spec) -> Servable:
+        """``tensorflow.serving.ModelSpec`` → Servable."""
+        which = model_spec.WhichOneof("version_choice")
+        version = model_spec.version.value if which == "version" else None
+        label = model_spec.version_label if which == "version_label" else None
+        return self.manager.resolve(model_spec.name, version, label)
+
+    def run(self, servable: Servable, sig: Signature, inputs: dict[str, np.ndarray],
+            timeout_s: float | None = None) -> dict[str, np.ndarray]:
+        if self.batcher is not None:
+            return self.batcher.run(servable, sig, inputs, timeout_s)
+        return sig.run(inputs)
+
+    def predict(self, servable: Servable, signature_name: str, inputs: dict[str, np.ndarray],
+                output_filter=(), timeout_s: float | None = None):
+        """Validated predict → (signature, {alias: array} in output-filter order)."""
+        sig = servable.signature(signature_name)
+        sig.check_inputs(inputs)
+        wanted = sig.check_output_filter(output_filter)
+        outputs = self.run(servable, sig, inputs, timeout_s)
+        return sig, {k: outputs[k] for k in wanted}
+
+    def _runner(self, timeout_s):
+        return lambda servable, sig, inputs: self.run(servable, sig, inputs, timeout_s)
+
+    def classify(self, servable: Servable, signature_name: str, input_proto, result=None,
+                 timeout_s: float | None = None):
+        sig = inference.classification_signature(servable, signature_name)
+        return sig, inference.classify(servable, sig, input_proto, self._runner(timeout_s), result)
+
+    def regress(self, servable: Servable, signature_name: str, input_proto, result=None,
+                timeout_s: float | None = None):
+        sig = inference.regression_signature(servable, signature_name)
+        return sig, inference.regress(servable, sig, input_proto, self._runner(timeout_s), result)
+
+    def multi_inference(self, servable: Servable, request, response=None,
+                        timeout_s: float | None = None):
+        return inference.multi_inference(servable, request, self._runner(timeout_s), response)
+
+    # -- warm-up ---------------------------------------------------------------------------------
+    @staticmethod
+    def warmup(servable: Servable) -> None:
+        """Replay the version's warm-up records (PredictionLog) directly, without batching."""
+        direct = lambda s, sig, inputs: sig.run(inputs)  # noqa: E731
+        for log in servable.warmup_records():
+            kind = log.WhichOneof("log_type")
+            if kind == "predict_log":
+                req = log.predict_log.request
+                sig = servable.signature(req.model_spec.signature_name)
+                inputs = {k: to_ndarray(v, k) for k, v in req.inputs.items()}
+                sig.check_inputs(inputs)
+                sig.run(inputs)
+            elif kind == "classify_log":
+                req = log.classify_log.request
+                sig = inference.classification_signature(servable, req.model_spec.signature_name)
+                inference.classify(servable, sig, req.input, direct)
+            elif kind == "regress_log":
+                req = log.regress_log.request
+                sig = inference.regression_signature(servable, req.model_spec.signature_name)
+                inference.regress(servable, sig, req.input, direct)
+            elif kind == "multi_inference_log":
+                inference.multi_inference(servable, log.multi_inference_log.request, direct)

@@ -1,0 +1,198 @@
+"""gRPC front end: ``tensorflow.serving.PredictionService`` and ``ModelService``.
+
+Servicers built on the official ``tensorflow-serving-api`` stubs, so unchanged TF Serving clients
+work. Failures abort the RPC with TF Serving's status code and message; every request is counted
+in the Prometheus metrics (``entrypoint="GRPC"``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent import futures
+
+import grpc
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    inference_pb2,
+    model_management_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+    regression_pb2,
+)
+
+from serving.server.core import ServingCore
+from serving.server.errors import Code, ServingError, from_exception, invalid_argument
+from serving.server.tensors import from_ndarray, to_ndarray
+
+
+def _fill_spec(spec, servable, signature_name: str) -> None:
+    spec.name = servable.name
+    spec.version.value = servable.version
+    spec.signature_name = signature_name
+
+
+def model_status_response(states) -> get_model_status_pb2.GetModelStatusResponse:
+    resp = get_model_status_pb2.GetModelStatusResponse()
+    for st in states:
+        mvs = resp.model_version_status.add()
+        mvs.version = st.version
+        mvs.state = get_model_status_pb2.ModelVersionStatus.State.Value(st.state)
+        mvs.status.SetInParent()
+        if st.error is not None:
+            mvs.status.error_code = int(st.error.code)
+            mvs.status.error_message = st.error.message
+    return resp
+
+
+def metadata_response(servable, fields) -> get_model_metadata_pb2.GetModelMetadataResponse:
+    if not fields:
+        raise invalid_argument("GetModelMetadataRequest must specify at least one metadata_field")
+    for f in fields:
+        if f != "signature_def":
+            raise invalid_argument(f"Metadata field {f} is not supported")
+    resp = get_model_metadata_pb2.GetModelMetadataResponse()
+    resp.model_spec.name = servable.name
+    resp.model_spec.version.value = servable.version
+    sdm = get_model_metadata_pb2.SignatureDefMap()
+    for k, v in servable.signature_defs.items():
+        sdm.signature_def[k].CopyFrom(v)
+    resp.metadata["signature_def"].Pack(sdm)
+    return resp
+
+
+class _Base:
+    def __init__(self, core: ServingCore):
+        self.core = core
+
+    def _call(self, api: str, request, context, fn):
+        start = time.perf_counter()
+        model = ""
+        try:
+            model = request.model_spec.name if hasattr(request, "model_spec") else ""
+            if not model and hasattr(request, "tasks") and request.tasks:
+                model = request.tasks[0].model_spec.name
+            response = fn(request, context.time_remaining())
+            status = "OK"
+            return response
+        except Exception as exc:  # noqa: BLE001 - mapped to a gRPC status
+            err = from_exception(exc)
+            status = err.code.name
+            context.abort(err.grpc_code, err.message)
+        finally:
+            self.core.metrics.record(model, api, "GRPC", status,
+                                     (time.perf_counter() - start) * 1e6)
+
+
+class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceServicer):
+    def Predict(self, request, context):
+        return self._call("predict", request, context, self._predict)
+
+    def _predict(self, request, timeout_s):
+        servable = self.core.resolve_spec(request.model_spec)
+        inputs = {k: to_ndarray(v, k) for k, v in request.inputs.items()}
+        sig, outputs = self.core.predict(servable, request.model_spec.signature_name, inputs,
+                                         request.output_filter, timeout_s)
+        resp = predict_pb2.PredictResponse()
+        _fill_spec(resp.model_spec, servable, sig.name)
+        for k, v in outputs.items():
+            from_ndarray(v, resp.outputs[k])
+        return resp
+
+    def Classify(self, request, context):
+        return self._call("classify", request, context, self._classify)
+
+    def _classify(self, request, timeout_s):
+        servable = self.core.resolve_spec(request.model_spec)
+        resp = classification_pb2.ClassificationResponse()
+        sig, _ = self.core.classify(servable, request.model_spec.signature_name, request.input,
+                                    resp.result, timeout_s)
+        _fill_spec(resp.model_spec, servable, sig.name)
+        return resp
+
+    def Regress(self, request, context):
+        return self._call("regress", request, context, self._regress)
+
+    def _regress(self, request, timeout_s):
+        servable = self.core.resolve_spec(request.model_spec)
+        resp = regression_pb2.RegressionResponse()
+        sig, _ = self.core.regress(servable, request.model_spec.signature_name, request.input,
+                                   resp.result, timeout_s)
+        _fill_spec(resp.model_spec, servable, sig.name)
+        return resp
+
+    def MultiInference(self, request, context):
+        return self._call("multi_inference", request, context, self._multi)
+
+    def _multi(self, request, timeout_s):
+        if not request.tasks:
+            raise invalid_argument("MultiInferenceRequest must contain at least one task.")
+        servable = self.core.resolve_spec(request.tasks[0].model_spec)
+        return self.core.multi_inference(servable, request, inference_pb2.MultiInferenceResponse(),
+                                         timeout_s)
+
+    def GetModelMetadata(self, request, context):
+        return self._call("get_model_metadata", request, context, self._metadata)
+
+    def _metadata(self, request, timeout_s):
+        servable = self.core.resolve_spec(request.model_spec)
+        return metadata_response(servable, list(request.metadata_field))
+
+
+class ModelServicer(_Base, model_service_pb2_grpc.ModelServiceServicer):
+    def __init__(self, core: ServingCore, reload_config: Callable[[object], None]):
+        super().__init__(core)
+        self._reload = reload_config
+
+    def GetModelStatus(self, request, context):
+        return self._call("get_model_status", request, context, self._status)
+
+    def _status(self, request, timeout_s):
+        spec = request.model_spec
+        which = spec.WhichOneof("version_choice")
+        states = self.core.manager.status(
+            spec.name, spec.version.value if which == "version" else None,
+            spec.version_label if which == "version_label" else None)
+        return model_status_response(states)
+
+    def HandleReloadConfigRequest(self, request, context):
+        start = time.perf_counter()
+        try:
+            self._reload(request.config)
+        except Exception as exc:  # noqa: BLE001
+            err = from_exception(exc)
+            if not isinstance(exc, ServingError) and err.code == Code.INTERNAL:
+                err = ServingError(Code.INVALID_ARGUMENT, str(exc))
+            self.core.metrics.record("", "reload_config", "GRPC", err.code.name,
+                                     (time.perf_counter() - start) * 1e6)
+            context.abort(err.grpc_code, err.message)
+        self.core.metrics.record("", "reload_config", "GRPC", "OK",
+                                 (time.perf_counter() - start) * 1e6)
+        resp = model_management_pb2.ReloadConfigResponse()
+        resp.status.error_code = 0
+        return resp
+
+
+def create_grpc_server(core: ServingCore, reload_config, *, address: str, port: int,
+                       max_workers: int, max_message_bytes: int) -> tuple[grpc.Server, int]:
+    """Build (not start) the gRPC server; returns it and the bound port (port 0 → a free one)."""
+    options = [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers,
+                                                    thread_name_prefix="deepline-grpc"),
+                         options=options, maximum_concurrent_rpcs=max_workers * 4)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionServicer(core), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(
+        ModelServicer(core, reload_config), server)
+    host = f"[{address}]" if ":" in address else address
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"could not bind gRPC port {port} on {address}")
+    return server, bound

@@ -1,0 +1,508 @@
+"""REST JSON ⇄ tensors, following TF Serving's ``json_tensor.cc`` (formats and error messages).
+
+Requests:
+
+- row format ``{"instances": [...]}``: a list with one entry per example; entries are objects
+  keyed by input name, or plain values/lists when the signature has a single input. The batch is
+  the list; every entry must have the same shape.
+- columnar format ``{"inputs": ...}``: an object keyed by input name (or a plain value/list for a
+  single input); each value is the whole batched tensor.
+- binary data for string tensors: ``{"b64": "<base64>"}``.
+- ``"signature_name"`` selects the signature (default ``serving_default``).
+- ``classify``/``regress``: ``{"examples": [{feature: value or list}, ...], "context": {...}}``;
+  JSON integers → ``int64_list``, decimals → ``float_list``, strings or b64 → ``bytes_list``.
+
+Responses: ``{"predictions": [...]}`` (row) or ``{"outputs": ...}`` (columnar), one object per
+row/one key per output when there are several outputs. Floats are written as TF Serving writes them:
+shortest of ``%g``/``%.9g`` that round-trips, a trailing ``.0`` on whole numbers, ``NaN``,
+``Infinity`` and ``-Infinity`` as bare tokens. String outputs whose alias ends in ``_bytes`` are
+written as ``{"b64": ...}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+
+import numpy as np
+from tensorflow.core.example import example_pb2, feature_pb2
+
+from serving.server.errors import invalid_argument
+from serving.server.servable import TensorSig
+
+MAX_ERROR_VALUE_CHARS = 200
+MAX_RANK = 64
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+# -- parsing ------------------------------------------------------------------------------------
+def parse_body(body: bytes) -> dict:
+    """Parse a request body; errors are INVALID_ARGUMENT 'JSON Parse error: ...'."""
+    if not body or not body.strip():
+        raise invalid_argument("JSON Parse error: The document is empty")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise invalid_argument(f"JSON Parse error: Invalid encoding in string. at offset: "
+                               f"{exc.start}") from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise invalid_argument(f"JSON Parse error: {exc.msg} at offset: {exc.pos}") from None
+    except RecursionError:
+        raise invalid_argument("JSON Parse error: The document is nested too deeply") from None
+    if not isinstance(doc, dict):
+        raise invalid_argument(f"JSON Value: {_short(doc)} Is not object")
+    return doc
+
+
+def _short(value) -> str:
+    try:
+        text = json.dumps(value)
+    except (ValueError, RecursionError, TypeError):
+        text = repr(value)
+    if len(text) > MAX_ERROR_VALUE_CHARS:
+        text = text[:MAX_ERROR_VALUE_CHARS] + "..."
+    return text
+
+
+def signature_name(doc: dict) -> str:
+    name = doc.get("signature_name", "")
+    if not isinstance(name, str):
+        raise invalid_argument(f"JSON Value: {_short(doc)} not formatted correctly. "
+                               "'signature_name' key must be a string value.")
+    return name
+
+
+def _json_type(v) -> str:
+    if v is None:
+        return "Null"
+    if v is True:
+        return "True"
+    if v is False:
+        return "False"
+    if isinstance(v, dict):
+        return "Object"
+    if isinstance(v, list):
+        return "Array"
+    if isinstance(v, str):
+        return "String"
+    return "Number"
+
+
+def _is_b64(v) -> bool:
+    return isinstance(v, dict) and len(v) == 1 and isinstance(v.get("b64"), str)
+
+
+def _decode_b64(v) -> bytes:
+    if not _is_b64(v):
+        raise invalid_argument(f"JSON Value: {_short(v)} not formatted correctly for base64 data")
+    try:
+        return base64.b64decode(v["b64"], validate=True)
+    except (binascii.Error, ValueError):
+        try:  # TF Serving (absl) also accepts web-safe base64
+            return base64.urlsafe_b64decode(v["b64"])
+        except (binascii.Error, ValueError):
+            raise invalid_argument("Unable to base64 decode") from None
+
+
+def _dense_shape(value) -> list[int]:
+    shape = []
+    while isinstance(value, list):
+        shape.append(len(value))
+        if not value:
+            break
+        value = value[0]
+    return shape
+
+
+def _type_error(v, sig: TensorSig):
+    return invalid_argument(f"JSON Value: {_short(v)} Type: {_json_type(v)} is not of expected "
+                            f"type: {sig.dtype_name}")
+
+
+def _check_scalar(v, sig: TensorSig):
+    """Validate one leaf against the dtype (TF Serving's AddValueToTensor); returns the value."""
+    kind = sig.np_dtype.kind
+    if sig.dtype_name == "string":
+        if isinstance(v, str):
+            return v.encode("utf-8")
+        if isinstance(v, dict):
+            return _decode_b64(v)
+        raise _type_error(v, sig)
+    if isinstance(v, dict):
+        raise _type_error(v, sig)
+    if kind == "b":
+        if not isinstance(v, bool):
+            raise _type_error(v, sig)
+        return v
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise _type_error(v, sig)
+    if kind == "f":
+        if isinstance(v, int):
+            limit = 2**24 - 1 if sig.np_dtype.itemsize == 4 else 2**53 - 1
+            if abs(v) > limit:
+                raise invalid_argument(f"Cannot convert JSON value: {v} to {sig.dtype_name} "
+                                       "without loss of precision.")
+        elif np.isfinite(v) and abs(v) > np.finfo(sig.np_dtype).max:
+            raise invalid_argument(f"Cannot convert JSON value: {v} to {sig.dtype_name} "
+                                   "without loss of precision.")
+        return v
+    # integer dtypes
+    if not isinstance(v, int):
+        raise _type_error(v, sig)
+    info = np.iinfo(sig.np_dtype)
+    if not info.min <= v <= info.max:
+        raise _type_error(v, sig)
+    return v
+
+
+def _fill(value, level: int, shape: list[int], sig: TensorSig, out: list) -> None:
+    """TF Serving's FillTensorProto: every leaf at depth == rank, every list of the right size."""
+    rank = len(shape)
+    if not isinstance(value, list):
+        if level != rank:
+            raise invalid_argument(f"JSON Value: {_short(value)} found at incorrect level: "
+                                   f"{level + 1} in the JSON DOM. Expected at level: {rank}")
+        out.append(_check_scalar(value, sig))
+        return
+    if level >= rank:
+        raise invalid_argument(f"Encountered list at unexpected level: {level} expected < {rank}")
+    if len(value) != shape[level]:
+        raise invalid_argument(f"Encountered list at unexpected size: {len(value)} at level: "
+                               f"{level} expected size: {shape[level]}")
+    for v in value:
+        _fill(v, level + 1, shape, sig, out)
+
+
+def _fast_array(value, sig: TensorSig) -> np.ndarray | None:
+    """Vectorized conversion for well-formed numeric data; None → use the validating path."""
+    if sig.dtype_name == "string":
+        return None
+    try:
+        arr = np.asarray(value)
+    except (ValueError, OverflowError, RecursionError):
+        return None
+    kind = arr.dtype.kind
+    want = sig.np_dtype.kind
+    if want == "f" and kind == "f":
+        out = arr.astype(sig.np_dtype)
+        if not np.isfinite(out).all() and np.isfinite(arr).all():
+            return None  # overflow: let the slow path name the value
+        return out
+    if want == "f" and kind in "iu":
+        if arr.size and np.abs(arr).max() > (2**24 - 1 if sig.np_dtype.itemsize == 4
+                                             else 2**53 - 1):
+            return None
+        return arr.astype(sig.np_dtype)
+    if want in "iu" and kind in "iu":
+        info = np.iinfo(sig.np_dtype)
+        if arr.size and (arr.min() < info.min or arr.max() > info.max):
+            return None
+        return arr.astype(sig.np_dtype)
+    if want == "b" and kind == "b":
+        return arr
+    return None
+
+
+def value_to_array(value, sig: TensorSig) -> np.ndarray:
+    """A JSON value (scalar or nested lists) → ndarray of the signature's dtype."""
+    fast = _fast_array(value, sig)
+    if fast is not None:
+        return fast
+    shape = _dense_shape(value)
+    if len(shape) > MAX_RANK:
+        raise invalid_argument(f"JSON Value nested {len(shape)} lists deep: tensors have at most "
+                               f"{MAX_RANK} dimensions")
+    out: list = []
+    _fill(value, 0, shape, sig, out)
+    if sig.dtype_name == "string":
+        arr = np.empty(len(out), dtype=object)
+        arr[:] = out
+        return arr.reshape(shape)
+    return np.asarray(out, dtype=sig.np_dtype).reshape(shape)
+
+
+def _instances_to_inputs(instances: list, inputs: dict[str, TensorSig]) -> dict[str, np.ndarray]:
+    first = instances[0]
+    objects = isinstance(first, dict) and not _is_b64(first)
+    if not objects and len(inputs) > 1:
+        raise invalid_argument("instances is a plain list, but expecting list of objects as "
+                               "multiple input tensors required as per tensorinfo_map")
+    if not objects:
+        name, sig = next(iter(inputs.items()))
+        if any(isinstance(e, dict) and not _is_b64(e) for e in instances):
+            idx = next(i for i, e in enumerate(instances) if isinstance(e, dict) and not _is_b64(e))
+            raise invalid_argument(f"Expecting value/list but got object at item {idx} of input "
+                                   "list")
+        fast = _fast_array(instances, sig)
+        if fast is not None and fast.ndim >= 1:
+            return {name: fast}
+        rows = [_instance_item(e, i, name, sig, None) for i, e in enumerate(instances)]
+        return {name: _stack(rows, sig)}
+    names = set(inputs)
+    columns: dict[str, list] = {n: [] for n in inputs}
+    for i, elem in enumerate(instances):
+        if not isinstance(elem, dict) or _is_b64(elem):
+            raise invalid_argument(f"Expecting object but got list at item {i} of input list")
+        for key, value in elem.items():
+            if key not in inputs:
+                raise invalid_argument(f"Failed to process element: {i} key: {key} of 'instances'"
+                                       f" list. Error: INVALID_ARGUMENT: JSON object: does not "
+                                       f"have named input: {key}")
+            columns[key].append(_instance_item(value, i, key, inputs[key], columns[key]))
+        if set(elem) != names:
+            raise invalid_argument(f"Failed to process element: {i} of 'instances' list. JSON "
+                                   f"object: {_short(elem)} must only have keys: "
+                                   f"{','.join(sorted(names))}")
+    return {n: _stack(rows, inputs[n]) for n, rows in columns.items()}
+
+
+def _instance_item(value, index: int, name: str, sig: TensorSig, previous) -> np.ndarray:
+    try:
+        arr = value_to_array(value, sig)
+    except Exception as exc:
+        msg = getattr(exc, "message", str(exc))
+        raise invalid_argument(f"Failed to process element: {index} key: {name} of 'instances' "
+                               f"list. Error: INVALID_ARGUMENT: {msg}") from None
+    if previous:
+        want = previous[0].shape
+        if arr.shape != want:
+            raise invalid_argument(
+                f"Failed to process element: {index} key: {name} of 'instances' list. Error: "
+                f"INVALID_ARGUMENT: Expecting shape [{','.join(map(str, want))}] but got: "
+                f"[{','.join(map(str, arr.shape))}]")
+    return arr
+
+
+def _stack(rows: list[np.ndarray], sig: TensorSig) -> np.ndarray:
+    shapes = {r.shape for r in rows}
+    if len(shapes) > 1:
+        first = rows[0].shape
+        idx = next(i for i, r in enumerate(rows) if r.shape != first)
+        raise invalid_argument(
+            f"Failed to process element: {idx} of 'instances' list. Error: INVALID_ARGUMENT: "
+            f"Expecting shape [{','.join(map(str, first))}] but got: "
+            f"[{','.join(map(str, rows[idx].shape))}]")
+    if sig.dtype_name == "string":
+        out = np.empty((len(rows),) + rows[0].shape, dtype=object)
+        for i, r in enumerate(rows):
+            if r.ndim == 0:
+                out[i] = r.item()
+            else:
+                out[i, ...] = r
+        return out
+    return np.stack(rows)
+
+
+def predict_inputs(doc: dict, inputs: dict[str, TensorSig]) -> tuple[dict[str, np.ndarray], str]:
+    """Request document → ({alias: array}, "row" | "columnar")."""
+    if not inputs:
+        raise invalid_argument("Failed to get input map for signature")
+    has_instances, has_inputs = "instances" in doc, "inputs" in doc
+    if has_instances and has_inputs:
+        raise invalid_argument(f"JSON Value: {_short(doc)} Not formatted correctly expecting only "
+                               "one of 'inputs' or 'instances' keys to exist ")
+    if has_instances:
+        instances = doc["instances"]
+        if not isinstance(instances, list):
+            raise invalid_argument(f"JSON Value: {_short(doc)} Excepting 'instances' to be an "
+                                   "list/array")
+        if not instances:
+            raise invalid_argument(f"JSON Value: {_short(doc)} No values in 'instances' array")
+        return _instances_to_inputs(instances, inputs), "row"
+    if has_inputs:
+        value = doc["inputs"]
+        if not isinstance(value, dict) or _is_b64(value):
+            if len(inputs) > 1:
+                raise invalid_argument("inputs is a plain value/list, but expecting an object as "
+                                       "multiple input tensors required as per tensorinfo_map")
+            name, sig = next(iter(inputs.items()))
+            return {name: value_to_array(value, sig)}, "columnar"
+        out = {}
+        for name, sig in inputs.items():
+            if name not in value:
+                raise invalid_argument(f"Missing named input: {name} in 'inputs' object.")
+            out[name] = value_to_array(value[name], sig)
+        return out, "columnar"
+    raise invalid_argument("Missing 'inputs' or 'instances' key")
+
+
+# -- tf.Example from JSON -------------------------------------------------------------------------
+def _add_feature_value(v, name: str, feature: feature_pb2.Feature) -> None:
+    kind = feature.WhichOneof("kind")
+
+    def need(k):
+        if kind not in (None, k):
+            kinds = {"bytes_list": "bytes", "float_list": "float", "int64_list": "int64"}
+            raise invalid_argument(f"Unexpected element type in feature: {name} expecting type: "
+                                   f"{kinds[kind]}")
+
+    if v is None or isinstance(v, list):
+        raise invalid_argument(f"Feature: {name} has element with unexpected JSON type: "
+                               f"{_json_type(v)}")
+    if isinstance(v, bool):
+        need("int64_list")
+        feature.int64_list.value.append(int(v))
+    elif isinstance(v, dict):
+        if not _is_b64(v):
+            raise invalid_argument(f"Feature: {name} has element with unexpected JSON type: "
+                                   "Object")
+        need("bytes_list")
+        feature.bytes_list.value.append(_decode_b64(v))
+    elif isinstance(v, str):
+        need("bytes_list")
+        feature.bytes_list.value.append(v.encode("utf-8"))
+    elif isinstance(v, float):
+        need("float_list")
+        if np.isfinite(v) and abs(v) > np.finfo(np.float32).max:
+            raise invalid_argument(f"Cannot convert JSON value: {v} to float without loss of "
+                                   "precision.")
+        feature.float_list.value.append(v)
+    else:
+        need("int64_list")
+        if not _INT64_MIN <= v <= _INT64_MAX:
+            raise invalid_argument(f"Feature: {name} has uint64 element. Only int64 is supported.")
+        feature.int64_list.value.append(v)
+
+
+def example_from_json(obj, example: example_pb2.Example) -> None:
+    if not isinstance(obj, dict):
+        raise invalid_argument(f"Example must be JSON object but got JSON {_json_type(obj)}")
+    for name, content in obj.items():
+        feature = example.features.feature[name]
+        for v in content if isinstance(content, list) else [content]:
+            _add_feature_value(v, name, feature)
+
+
+def fill_input_from_json(doc: dict, input_proto) -> None:
+    """``{"examples": [...], "context": {...}}`` → ``tensorflow.serving.Input``."""
+    has_context = "context" in doc
+    if has_context:
+        example_from_json(doc["context"], input_proto.example_list_with_context.context)
+    if "examples" not in doc:
+        raise invalid_argument(f"JSON Value: {_short(doc)} When method is classify, key "
+                               "'examples' is expected and was not found")
+    examples = doc["examples"]
+    if not isinstance(examples, list):
+        raise invalid_argument(f"JSON Value: {_short(doc)} Expecting 'examples' value to be an "
+                               "list/array")
+    if not examples:
+        raise invalid_argument(f"JSON Value: {_short(doc)} 'examples' value is an empty array")
+    target = (input_proto.example_list_with_context.examples if has_context
+              else input_proto.example_list.examples)
+    for e in examples:
+        example_from_json(e, target.add())
+
+
+# -- writing --------------------------------------------------------------------------------------
+def _float_strings(arr: np.ndarray) -> np.ndarray:
+    """TF Serving's WriteDecimal for every element: shortest round-tripping %g/%.9g (or %.17g)."""
+    flat = arr.ravel()
+    wide = flat.astype(np.float64)
+    finite = np.isfinite(flat)
+    out = np.empty(flat.shape, dtype=object)
+    if finite.any():
+        vals = wide[finite]
+        short = np.char.mod("%g", vals)
+        back = short.astype(arr.dtype)
+        digits = 9 if arr.dtype.itemsize <= 4 else 17
+        redo = back != flat[finite]
+        short = short.astype(object)
+        if redo.any():
+            short[redo] = np.char.mod(f"%.{digits}g", vals[redo]).astype(object)
+        strs = short.tolist()
+        strs = [s if ("." in s or "e" in s) else s + ".0" for s in strs]
+        out[finite] = strs
+    if not finite.all():
+        nf = flat[~finite]
+        out[~finite] = np.where(np.isnan(nf), "NaN", np.where(nf > 0, "Infinity", "-Infinity"))
+    return out.reshape(arr.shape)
+
+
+def _leaf_strings(arr: np.ndarray, as_bytes: bool) -> np.ndarray:
+    kind = arr.dtype.kind
+    if kind == "f":
+        return _float_strings(arr)
+    if kind == "b":
+        return np.where(arr, "true", "false").astype(object)
+    if kind in "iu":
+        return arr.astype(str).astype(object)
+    # strings
+    out = np.empty(arr.shape, dtype=object)
+    flat_out = out.reshape(-1)
+    for i, v in enumerate(arr.reshape(-1)):
+        b = v if isinstance(v, bytes) else str(v).encode("utf-8")
+        if as_bytes:
+            flat_out[i] = '{"b64": "' + base64.b64encode(b).decode("ascii") + '"}'
+        else:
+            flat_out[i] = json.dumps(b.decode("utf-8", "replace"), ensure_ascii=False)
+    return out
+
+
+def _nest(strs) -> str:
+    if isinstance(strs, str):
+        return strs
+    if strs.ndim == 0:
+        return strs.item()
+    if strs.ndim == 1:
+        return "[" + ", ".join(strs.tolist()) + "]"
+    return "[" + ", ".join(_nest(s) for s in strs) + "]"
+
+
+def tensor_json(name: str, arr: np.ndarray) -> str:
+    as_bytes = (arr.dtype == object or arr.dtype.kind in "SU") and name.endswith("_bytes")
+    return _nest(_leaf_strings(arr, as_bytes))
+
+
+def predict_response(outputs: dict[str, np.ndarray], fmt: str) -> str:
+    if not outputs:
+        raise invalid_argument("Cannot convert empty tensor map to JSON")
+    if fmt == "columnar":
+        if len(outputs) == 1:
+            (name, arr), = outputs.items()
+            return '{"outputs": ' + tensor_json(name, arr) + "}"
+        body = ", ".join(json.dumps(k) + ": " + tensor_json(k, v) for k, v in outputs.items())
+        return '{"outputs": {' + body + "}}"
+    batch = None
+    for name, arr in outputs.items():
+        if arr.ndim == 0:
+            raise invalid_argument(f"Tensor name: {name} has no shape information ")
+        if arr.shape[0] < 1:
+            raise invalid_argument(f"Tensor name: {name} has invalid batch size: {arr.shape[0]}")
+        if batch is not None and arr.shape[0] != batch:
+            raise invalid_argument(f"Tensor name: {name} has inconsistent batch size: "
+                                   f"{arr.shape[0]} expecting: {batch}")
+        batch = arr.shape[0]
+    leaves = {}
+    for name, arr in outputs.items():
+        as_bytes = (arr.dtype == object or arr.dtype.kind in "SU") and name.endswith("_bytes")
+        leaves[name] = _leaf_strings(arr, as_bytes)
+    if len(outputs) == 1:
+        (strs,) = leaves.values()
+        rows = [_nest(strs[i]) for i in range(batch)]
+    else:
+        keys = {k: json.dumps(k) for k in leaves}
+        rows = ["{" + ", ".join(keys[k] + ": " + _nest(s[i]) for k, s in leaves.items()) + "}"
+                for i in range(batch)]
+    return '{"predictions": [' + ", ".join(rows) + "]}"
+
+
+def classification_json(result) -> str:
+    if not result.classifications:
+        raise invalid_argument("Cannot convert empty ClassificationResults to JSON")
+    rows = []
+    for c in result.classifications:
+        scores = _float_strings(np.asarray([x.score for x in c.classes], dtype=np.float32))
+        pairs = [f"[{json.dumps(x.label, ensure_ascii=False)}, {s}]"
+                 for x, s in zip(c.classes, scores.tolist(), strict=True)]
+        rows.append("[" + ", ".join(pairs) + "]")
+    return '{"results": [' + ", ".join(rows) + "]}"
+
+
+def regression_json(result) -> str:
+    if not result.regressions:
+        raise invalid_argument("Cannot convert empty RegressionResults to JSON")
+    vals = _float_strings(np.asarray([r.value for r in result.regressions], dtype=np.float32))
+    return '{"results": [' + ", ".join(vals.tolist()) + "]}"

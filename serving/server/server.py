@@ -1,0 +1,149 @@
+"""``ModelServer``: the embedded TF-Serving-compatible server assembled from its parts.
+
+::
+
+    from serving.server import ModelServer, parse_flags
+    server = ModelServer(parse_flags(["--model_name=mnist", "--model_base_path=/models/mnist",
+                                      "--port=0", "--rest_api_port=0"]))
+    server.start()            # loads every model (synchronously), then listens
+    server.grpc_port, server.rest_port   # the bound ports (0 → a free port)
+    ...
+    server.stop()
+
+``start`` loads the configured models before opening the ports (like ``tensorflow_model_server``);
+a polling thread then watches base paths for new versions every
+``--file_system_poll_wait_seconds`` and, with ``--model_config_file_poll_wait_seconds``, the
+config file for changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+from serving.server import config as cfg
+from serving.server.batching import BatchScheduler
+from serving.server.core import ServingCore
+from serving.server.grpc_service import create_grpc_server
+from serving.server.manager import ModelManager
+from serving.server.metrics import Metrics
+from serving.server.options import ServerOptions
+from serving.server.rest import RestApi, create_rest_server
+
+log = logging.getLogger("serving.server")
+
+
+class ModelServer:
+    def __init__(self, options: ServerOptions):
+        self.options = options
+        self.metrics = Metrics()
+        self.batching = (cfg.read_batching_file(options.batching_parameters_file)
+                         if options.enable_batching else None)
+        self.monitoring = cfg.read_monitoring_file(options.monitoring_config_file)
+        self.batcher = BatchScheduler(self.batching, self.metrics) if self.batching else None
+        self.manager = ModelManager(
+            warmup=ServingCore.warmup if options.enable_model_warmup else None,
+            on_unload=self.batcher.drop if self.batcher else None,
+            allow_labels_for_unavailable=options.allow_version_labels_for_unavailable_models,
+            max_load_retries=options.max_num_load_retries,
+            load_retry_interval_s=options.load_retry_interval_micros / 1e6)
+        self.core = ServingCore(self.manager, self.metrics, self.batcher)
+        self._grpc = None
+        self._rest = None
+        self._rest_thread: threading.Thread | None = None
+        self._config_thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._config_mtime = None
+        self.grpc_port = 0
+        self.rest_port = 0
+
+    # -- configuration ---------------------------------------------------------------------------
+    def initial_models(self) -> list[cfg.ModelConfig]:
+        o = self.options
+        if o.model_config_file:
+            self._config_mtime = _mtime(o.model_config_file)
+            return cfg.read_model_config_file(o.model_config_file)
+        return [cfg.ModelConfig(name=cfg.validate_model_name(o.model_name),
+                                base_path=os.path.abspath(o.model_base_path))]
+
+    def reload_config(self, server_config) -> None:
+        """Apply a ``ModelServerConfig`` proto (HandleReloadConfigRequest)."""
+        models = cfg.models_from_server_config(server_config)
+        self.manager.set_config(models)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> ModelServer:
+        o = self.options
+        self.manager.set_config(self.initial_models())
+        self._grpc, self.grpc_port = create_grpc_server(
+            self.core, self.reload_config, address=o.bind_address, port=o.port,
+            max_workers=o.grpc_threads, max_message_bytes=o.grpc_max_message_bytes)
+        self._grpc.start()
+        log.info("Running gRPC ModelServer at %s:%d ...", o.bind_address, self.grpc_port)
+        if o.rest_api_port > 0:
+            api = RestApi(self.core, timeout_s=o.rest_api_timeout_in_ms / 1000.0,
+                          metrics_path=(self.monitoring.prometheus_path
+                                        if self.monitoring.prometheus_enabled else None))
+            self._rest = create_rest_server(api, address=o.bind_address, port=o.rest_api_port,
+                                            max_body_bytes=o.rest_api_max_body_bytes,
+                                            idle_timeout_s=o.rest_api_idle_timeout_seconds)
+            self.rest_port = self._rest.server_address[1]
+            self._rest_thread = threading.Thread(target=self._rest.serve_forever,
+                                                 kwargs={"poll_interval": 0.2},
+                                                 name="deepline-rest", daemon=True)
+            self._rest_thread.start()
+            log.info("Exporting HTTP/REST API at:%s:%d ...", o.bind_address, self.rest_port)
+        self.manager.start_polling(o.file_system_poll_wait_seconds)
+        if o.model_config_file and o.model_config_file_poll_wait_seconds > 0:
+            self._config_thread = threading.Thread(target=self._watch_config,
+                                                   name="deepline-config-poller", daemon=True)
+            self._config_thread.start()
+        return self
+
+    def _watch_config(self) -> None:
+        path = self.options.model_config_file
+        while not self._stop.wait(self.options.model_config_file_poll_wait_seconds):
+            mtime = _mtime(path)
+            if mtime is None or mtime == self._config_mtime:
+                continue
+            self._config_mtime = mtime
+            try:
+                self.manager.set_config(cfg.read_model_config_file(path))
+                log.info("reloaded --model_config_file %s", path)
+            except Exception as exc:  # noqa: BLE001 - keep serving the previous config
+                log.error("could not apply --model_config_file %s: %s", path, exc)
+
+    def wait(self) -> None:
+        """Block until ``stop`` (or Ctrl-C in the caller)."""
+        while not self._stop.wait(1.0):
+            pass
+
+    def stop(self, grace_s: float = 2.0) -> None:
+        self._stop.set()
+        self.manager.stop()
+        if self._rest is not None:
+            self._rest.shutdown()
+            self._rest.server_close()
+            self._rest = None
+        if self._grpc is not None:
+            self._grpc.stop(grace_s).wait(grace_s + 1)
+            self._grpc = None
+        if self.batcher is not None:
+            self.batcher.stop()
+        if self._config_thread is not None:
+            self._config_thread.join(timeout=5)
+
+    def __enter__(self) -> ModelServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _mtime(path: str):
+    try:
+        st = os.stat(path)
+        return (st.st_mtime_ns, st.st_size)
+    except OSError:
+        return None

@@ -18,6 +18,7 @@ and ``:regress`` requests.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 import tensorflow as tf
@@ -47,6 +48,7 @@ REGRESS_SIGNATURE = "regress"
 EXAMPLES_INPUT_KEY = "inputs"
 
 TASKS = (None, "classification", "regression")
+_INPUT_NAME = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_.\-]*$")
 
 
 @dataclass(frozen=True)
@@ -112,8 +114,11 @@ def describe_model(model, output_names=None, task=None) -> ModelIO:
         named = [(t.name, t) for t in inputs]
     input_specs = {}
     for name, tensor in named:
-        if not isinstance(name, str) or not name or name in input_specs:
-            raise ValueError(f"model inputs need unique non-empty names; received {name!r}.")
+        if not isinstance(name, str) or not _INPUT_NAME.match(name) or name in input_specs:
+            raise ValueError(
+                "model inputs need unique names of letters, digits, '_', '.', '-' (signature "
+                f"keys), set with keras.Input(name=...); received input name {name!r}."
+            )
         input_specs[name] = _spec(name, tensor)
 
     out_struct = getattr(model, "_outputs_struct", None)
@@ -192,7 +197,8 @@ def build_signatures(model, io: ModelIO, task=None, class_names=None):
         outputs = io.call(model, dict(zip(names, tensors, strict=True)))
         if task == "classification":
             key = io.output_keys[0]
-            outputs = {key: outputs[key], "classes": tf.argmax(_scores(outputs[key]), axis=-1)}
+            probabilities = tf.cast(outputs[key], tf.float32)  # float16 under mixed precision
+            outputs = {key: probabilities, "classes": tf.argmax(_scores(probabilities), axis=-1)}
         return outputs
 
     signatures = {DEFAULT_SIGNATURE: (serving_default, specs)}

@@ -18,6 +18,7 @@ __all__ = ["WARMUP_DIR", "WARMUP_FILE", "warmup_batches", "write_warmup", "read_
 
 WARMUP_DIR = "assets.extra"
 WARMUP_FILE = "tf_serving_warmup_requests"
+MAX_WARMUP_RECORDS = 1000
 
 
 def _zeros(spec: tf.TensorSpec) -> np.ndarray:
@@ -46,6 +47,11 @@ def warmup_batches(input_specs: Mapping[str, tf.TensorSpec], warmup_inputs=None)
         items = [warmup_inputs]  # a plain nested list: one array for the single input
     else:
         items = list(warmup_inputs)
+    if not 1 <= len(items) <= MAX_WARMUP_RECORDS:
+        raise ValueError(
+            f"warmup_inputs must hold 1 to {MAX_WARMUP_RECORDS} batches (TF Serving reads at most "
+            f"{MAX_WARMUP_RECORDS} warm-up records); received {len(items)}."
+        )
     batches = []
     for item in items:
         if not isinstance(item, Mapping):

@@ -118,6 +118,18 @@ def test_classify_signature_on_tf_examples(classifier_export):
     )
 
 
+def test_signatures_pass_tensorflows_serving_validation(classifier_export, tmp_path):
+    # The checks TF applies to Classify/Regress/Predict SignatureDefs (one string `inputs`;
+    # `classes` DT_STRING and/or `scores` DT_FLOAT; regress `outputs` DT_FLOAT).
+    is_valid = tf.compat.v1.saved_model.signature_def_utils.is_valid_signature
+    defs = signature_defs(classifier_export[1])
+    assert is_valid(defs["serving_default"]) and is_valid(defs["classify"])
+    keras.utils.set_random_seed(0)
+    x = keras.Input((2,), name="x")
+    path = export_model(keras.Model(x, keras.layers.Dense(1)(x)), tmp_path, "r", task="regression")
+    assert is_valid(signature_defs(path)["regress"])
+
+
 def test_classify_rejects_a_missing_feature(classifier_export):
     _, _, loaded = classifier_export
     empty = tf.train.Example().SerializeToString()
@@ -316,6 +328,7 @@ class _Subclassed(keras.Model):
         ({"task": "classification", "output_names": "classes"}, "output_names"),
         ({"warmup_inputs": {"pixels": np.zeros((1, 28, 28, 1))}}, "warmup_inputs keys"),
         ({"warmup_inputs": {"image": np.zeros((28, 28, 1))}}, "warmup_inputs"),
+        ({"warmup_inputs": [{"image": np.zeros((1, 28, 28, 1))}] * 1001}, "1 to 1000 batches"),
     ],
 )
 def test_bad_arguments_raise_value_error(tmp_path, kwargs, match):
@@ -328,3 +341,6 @@ def test_bad_arguments_raise_value_error(tmp_path, kwargs, match):
 def test_model_without_symbolic_inputs_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="keras.Input"):
         export_model(_Subclassed(), tmp_path, "m")
+    x = keras.Input((2,), name="bad name")
+    with pytest.raises(ValueError, match="received input name 'bad name'"):
+        export_model(keras.Model(x, keras.layers.Dense(1)(x)), tmp_path, "m")

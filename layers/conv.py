@@ -147,20 +147,23 @@ class _Conv(keras.layers.Layer):
             pads[time_axis] = [left, 0]
             inputs = ops.pad(inputs, pads)
             padding = "valid"
+        channels_first = self.data_format == "channels_first"
+        if channels_first:
+            # TensorFlow's CPU convolution kernels accept only channels-last (NHWC) layouts, so
+            # channels_first is computed as transpose → channels_last conv → transpose back.
+            inputs = ops.moveaxis(inputs, 1, -1)
         outputs = ops.conv(
             inputs,
             self.kernel,
             strides=self.strides,
             padding=padding,
-            data_format=self.data_format,
+            data_format="channels_last",
             dilation_rate=self.dilation_rate,
         )
         if self.use_bias:
-            if self.data_format == "channels_last":
-                bias_shape = (1,) * (self.rank + 1) + (self.filters,)
-            else:
-                bias_shape = (1, self.filters) + (1,) * self.rank
-            outputs = ops.add(outputs, ops.reshape(self.bias, bias_shape))
+            outputs = ops.add(outputs, self.bias)  # broadcasts over (batch, spatial..., filters)
+        if channels_first:
+            outputs = ops.moveaxis(outputs, -1, 1)
         if self.activation is not None:
             outputs = self.activation(outputs)
         return outputs

@@ -228,3 +228,18 @@ def test_bad_command_lines_exit_2(capsys, tmp_path):
         client.main(["--json", "[1]", "--top_k", "0"])
     assert e.value.code == 2
     assert "--top_k must be >= 1; received 0" in capsys.readouterr().err
+
+
+def test_importing_serving_and_the_client_does_not_load_tensorflow():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, serving, serving.client\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n"
+        "assert callable(serving.client.main)\n"
+        "print(serving.export_model.__module__)\n"  # lazy attribute resolves on use
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "serving.export"

@@ -1,0 +1,262 @@
+"""gRPC conformance with the official tensorflow-serving-api stubs."""
+
+from __future__ import annotations
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    inference_pb2,
+    model_management_pb2,
+    predict_pb2,
+    regression_pb2,
+)
+
+from tests.serving.conftest import np_close
+
+
+def _predict(stub, inputs, *, name="toy", version=None, label=None, signature="",
+             output_filter=()):
+    req = predict_pb2.PredictRequest()
+    req.model_spec.name = name
+    if version is not None:
+        req.model_spec.version.value = version
+    if label is not None:
+        req.model_spec.version_label = label
+    req.model_spec.signature_name = signature
+    for k, v in inputs.items():
+        req.inputs[k].CopyFrom(tf.make_tensor_proto(v))
+    req.output_filter.extend(output_filter)
+    return stub.Predict(req, timeout=30)
+
+
+def _error(fn):
+    with pytest.raises(grpc.RpcError) as info:
+        fn()
+    return info.value.code(), info.value.details()
+
+
+def test_predict_returns_typed_fields_and_model_spec(grpc_stubs):
+    pred, _ = grpc_stubs
+    x = np.array([[1, 2, 3], [4, 5, 6]], dtype=np.float32)
+    resp = _predict(pred, {"x": x}, version=1)
+    assert resp.model_spec.name == "toy" and resp.model_spec.version.value == 1
+    assert resp.model_spec.signature_name == "serving_default"
+    assert list(resp.outputs["total"].float_val) == [6.0, 15.0]  # AsProtoField, like TF Serving
+    assert np_close(tf.make_ndarray(resp.outputs["y"]), x)
+    assert [d.size for d in resp.outputs["y"].tensor_shape.dim] == [2, 3]
+
+
+def test_predict_latest_label_and_output_filter(grpc_stubs):
+    pred, _ = grpc_stubs
+    x = np.ones((1, 3), np.float32)
+    latest = _predict(pred, {"x": x}, output_filter=["total"])
+    assert list(latest.outputs) == ["total"] and latest.model_spec.version.value == 2
+    assert list(latest.outputs["total"].float_val) == [6.0]
+    stable = _predict(pred, {"x": x}, label="stable", output_filter=["total"])
+    assert stable.model_spec.version.value == 1
+    assert list(stable.outputs["total"].float_val) == [3.0]
+
+
+def test_predict_accepts_typed_value_fields(grpc_stubs):
+    pred, _ = grpc_stubs
+    req = predict_pb2.PredictRequest()
+    req.model_spec.name = "toy"
+    req.model_spec.signature_name = "multi"
+    a = req.inputs["a"]
+    a.dtype = tf.float32.as_datatype_enum
+    a.tensor_shape.dim.add(size=2)
+    a.tensor_shape.dim.add(size=2)
+    a.float_val.extend([1, 2, 3, 4])
+    b = req.inputs["b"]
+    b.dtype = tf.int64.as_datatype_enum
+    b.tensor_shape.dim.add(size=2)
+    b.int64_val.append(7)  # one value broadcasts, as in TensorFlow
+    resp = pred.Predict(req, timeout=30)
+    assert list(resp.outputs["out"].float_val) == [10.0, 14.0]
+
+
+def test_predict_strings(grpc_stubs):
+    pred, _ = grpc_stubs
+    resp = _predict(pred, {"s": np.array([b"ab", b"xyz"], dtype=object)}, signature="strings")
+    assert list(resp.outputs["upper"].string_val) == [b"AB", b"XYZ"]
+    assert list(resp.outputs["length"].int_val) == [2, 3]
+
+
+@pytest.mark.parametrize("kwargs,code,fragment", [
+    (dict(name="nope"), grpc.StatusCode.NOT_FOUND, "Servable not found for request: Latest(nope)"),
+    (dict(version=5), grpc.StatusCode.NOT_FOUND, "Servable not found for request: Specific(toy, 5)"),
+    (dict(label="zzz"), grpc.StatusCode.NOT_FOUND, "Unrecognized servable version label: zzz"),
+    (dict(signature="nosig"), grpc.StatusCode.FAILED_PRECONDITION,
+     'Serving signature key "nosig" not found.'),
+    (dict(output_filter=["bogus"]), grpc.StatusCode.INVALID_ARGUMENT,
+     "output tensor alias not found in signature: bogus"),
+    (dict(output_filter=["y", "y"]), grpc.StatusCode.INVALID_ARGUMENT,
+     "duplicate output tensor alias: y"),
+])
+def test_predict_spec_errors(grpc_stubs, kwargs, code, fragment):
+    pred, _ = grpc_stubs
+    got_code, details = _error(lambda: _predict(pred, {"x": np.ones((1, 3), np.float32)},
+                                                **kwargs))
+    assert got_code == code
+    assert fragment in details
+
+
+@pytest.mark.parametrize("inputs,fragment", [
+    ({"x": np.ones((1, 3), np.int64)}, "Expects arg[0] to be float but int64 is provided"),
+    ({"x": np.ones((1, 4), np.float32)}, "expects shape [-1,3]"),
+    ({"x": np.ones((3,), np.float32)}, "expects shape [-1,3]"),
+    ({}, "input size does not match signature: 0!=1 len({}) != len({x}). Sent extra: {}. "
+         "Missing but required: {x}."),
+    ({"z": np.ones((1, 3), np.float32)}, "input tensor alias not found in signature: z. "
+                                         "Inputs expected to be in the set {x}."),
+])
+def test_predict_input_errors_are_invalid_argument(grpc_stubs, inputs, fragment):
+    pred, _ = grpc_stubs
+    code, details = _error(lambda: _predict(pred, inputs))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert fragment in details
+
+
+def test_malformed_tensor_proto_is_invalid_argument(grpc_stubs):
+    pred, _ = grpc_stubs
+    req = predict_pb2.PredictRequest()
+    req.model_spec.name = "toy"
+    t = req.inputs["x"]
+    t.dtype = tf.float32.as_datatype_enum
+    t.tensor_shape.dim.add(size=2)
+    t.tensor_shape.dim.add(size=3)
+    t.tensor_content = b"\x00" * 7
+    code, details = _error(lambda: pred.Predict(req, timeout=30))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "tensor parsing error: x" in details
+
+
+def _examples(req, rows, key="x"):
+    for r in rows:
+        ex = req.input.example_list.examples.add()
+        ex.features.feature[key].float_list.value.extend(r)
+
+
+def test_classify_and_regress(grpc_stubs):
+    pred, _ = grpc_stubs
+    req = classification_pb2.ClassificationRequest()
+    req.model_spec.name = "toy"
+    req.model_spec.version.value = 1
+    req.model_spec.signature_name = "classify"
+    _examples(req, [[0.5, 0.25, 0.25], [-1, 0, 0]])
+    resp = pred.Classify(req, timeout=30)
+    assert resp.model_spec.version.value == 1
+    first = resp.result.classifications[0].classes
+    assert [c.label for c in first] == ["neg", "pos"]
+    assert abs(first[1].score - 1 / (1 + np.exp(-2.0))) < 1e-6
+    assert resp.result.classifications[1].classes[0].score > 0.5
+
+    rreq = regression_pb2.RegressionRequest()
+    rreq.model_spec.name = "toy"
+    rreq.model_spec.signature_name = "regress"
+    _examples(rreq, [[1, 2, 3]])
+    rresp = pred.Regress(rreq, timeout=30)
+    assert [r.value for r in rresp.result.regressions] == [12.0]  # version 2: 2 * 6
+
+
+def test_classify_errors(grpc_stubs):
+    pred, _ = grpc_stubs
+    req = classification_pb2.ClassificationRequest()
+    req.model_spec.name = "toy"
+    req.model_spec.signature_name = "classify"
+    code, details = _error(lambda: pred.Classify(req, timeout=30))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "Input is empty" in details
+    req.model_spec.signature_name = "regress"
+    _examples(req, [[1, 2, 3]])
+    code, details = _error(lambda: pred.Classify(req, timeout=30))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "Expected classification signature method_name" in details
+
+
+def test_multi_inference(grpc_stubs):
+    pred, _ = grpc_stubs
+    req = inference_pb2.MultiInferenceRequest()
+    for sig, method in (("classify", "tensorflow/serving/classify"),
+                        ("regress", "tensorflow/serving/regress")):
+        task = req.tasks.add()
+        task.model_spec.name = "toy"
+        task.model_spec.version.value = 1
+        task.model_spec.signature_name = sig
+        task.method_name = method
+    ex = req.input.example_list.examples.add()
+    ex.features.feature["x"].float_list.value.extend([1, 1, 1])
+    resp = pred.MultiInference(req, timeout=30)
+    assert len(resp.results) == 2
+    assert [c.label for c in resp.results[0].classification_result.classifications[0].classes] \
+        == ["neg", "pos"]
+    assert resp.results[1].regression_result.regressions[0].value == 3.0
+    dup = inference_pb2.MultiInferenceRequest()
+    dup.CopyFrom(req)
+    dup.tasks[1].model_spec.signature_name = "classify"
+    dup.tasks[1].method_name = "tensorflow/serving/classify"
+    code, details = _error(lambda: pred.MultiInference(dup, timeout=30))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "Duplicate evaluation of signature: classify" in details
+
+
+def test_get_model_metadata(grpc_stubs):
+    pred, _ = grpc_stubs
+    req = get_model_metadata_pb2.GetModelMetadataRequest()
+    req.model_spec.name = "toy"
+    req.metadata_field.append("signature_def")
+    resp = pred.GetModelMetadata(req, timeout=30)
+    assert resp.model_spec.version.value == 2
+    sdm = get_model_metadata_pb2.SignatureDefMap()
+    resp.metadata["signature_def"].Unpack(sdm)
+    assert sdm.signature_def["regress"].method_name == "tensorflow/serving/regress"
+    assert sdm.signature_def["multi"].inputs["b"].dtype == tf.int64.as_datatype_enum
+    bad = get_model_metadata_pb2.GetModelMetadataRequest()
+    bad.model_spec.name = "toy"
+    bad.metadata_field.append("weights")
+    code, details = _error(lambda: pred.GetModelMetadata(bad, timeout=30))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "weights" in details
+
+
+def test_get_model_status(grpc_stubs):
+    _, models = grpc_stubs
+    req = get_model_status_pb2.GetModelStatusRequest()
+    req.model_spec.name = "toy"
+    resp = models.GetModelStatus(req, timeout=30)
+    available = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+    assert [(s.version, s.state) for s in resp.model_version_status] == [
+        (2, available), (1, available)]
+    req.model_spec.name = "ghost"
+    code, details = _error(lambda: models.GetModelStatus(req, timeout=30))
+    assert code == grpc.StatusCode.NOT_FOUND
+    assert details == "Could not find any versions of model ghost"
+
+
+def test_reload_config_swaps_models(main_server, grpc_stubs, clf_base):
+    """Last in this module: replaces the configured models."""
+    pred, models = grpc_stubs
+    req = model_management_pb2.ReloadConfigRequest()
+    cfg = req.config.model_config_list.config.add()
+    cfg.name = "clf2"
+    cfg.base_path = clf_base[0]
+    cfg.model_platform = "tensorflow"
+    cfg.version_labels["prod"] = 1
+    resp = models.HandleReloadConfigRequest(req, timeout=120)
+    assert resp.status.error_code == 0
+    x = np.zeros((1, 4), np.float32)
+    out = _predict(pred, {"features": x}, name="clf2", label="prod")
+    assert out.model_spec.name == "clf2" and out.model_spec.version.value == 1
+    code, _ = _error(lambda: _predict(pred, {"x": np.ones((1, 3), np.float32)}))
+    assert code == grpc.StatusCode.NOT_FOUND  # toy is no longer configured
+    bad = model_management_pb2.ReloadConfigRequest()
+    cfg = bad.config.model_config_list.config.add()
+    cfg.name = "clf2"
+    cfg.base_path = clf_base[0]
+    cfg.version_labels["prod"] = 42
+    code, details = _error(lambda: models.HandleReloadConfigRequest(bad, timeout=120))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    assert "version 42" in details and "not currently available" in details

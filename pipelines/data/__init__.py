@@ -20,8 +20,21 @@ Public API (other pipelines code against exactly this)::
                        features float32 [8, 8, 1] raw 0–16, target int64 label.
 ``seq_mnist``          row-by-row view: features float32 [28, 28] (28 steps × 28 pixels), label.
                        option ``source="mnist5k"`` (offline, default) or ``"mnist"`` (catalog).
-``mnist``              TFDS catalog MNIST (60k/10k): validation = last 10% of train. Needs the
-                       network or files placed locally, else :class:`DatasetUnavailableError`.
+``mnist``              TFDS catalog MNIST: 54,000/6,000/10,000 (validation = last 10% of train).
+                       Prepared copy or files placed in the TFDS manual dir, else the download
+                       URL must answer within 3 s, else :class:`DatasetUnavailableError`.
+                       options ``manual_dir``, ``probe_url``, ``probe_timeout``.
+``tiny_shakespeare``   TFDS catalog text, same policy as ``mnist``; like ``text`` below.
+``text``               any local UTF-8 file, option ``path`` (required), ``seq_length=100``:
+                       split 90/5/5 by position, vocabulary from the training text with
+                       ``"[UNK]"`` at id 0 (``info.vocabulary``, = ``keras.layers.StringLookup``'s),
+                       features int32 [T] ids, target int32 [T] = next character ids.
+``temporal_xor``       Elman (1990) bit stream a, b, a XOR b, ...; float32 [T, 1] → next bit.
+``letter_sequences``   Elman (1990) b→ba, d→dii, g→guuu, letters as 6-bit feature vectors;
+                       float32 [T, 6] → next letter's vector.
+``word_boundary``      Elman (1990) sentences from a small lexicon as one letter stream;
+                       int32 [T] letter ids → next letter id; ``info.extras["target_onset"]``.
+                       Elman options: ``seq_length``, ``num_sequences=(250, 25, 25)``; ``seed``.
 =====================  ===========================================================================
 
 The image datasets are prepared once into the TFDS data directory (``data_dir``, else
@@ -38,6 +51,7 @@ from __future__ import annotations
 
 import os
 
+from pipelines.data.catalog import CATALOG, load_catalog
 from pipelines.data.core import (
     SPLITS,
     DataInfo,
@@ -46,8 +60,11 @@ from pipelines.data.core import (
     default_data_dir,
     stratified_split,
 )
+from pipelines.data.elman_tasks import TASKS as ELMAN_TASKS
+from pipelines.data.elman_tasks import load_elman_task
 from pipelines.data.images import Digits, Mnist5k, load_image_dataset
 from pipelines.data.pipeline import make_input_pipeline
+from pipelines.data.text import decode, encode, load_text_file
 from pipelines.data.views import sequential_view
 
 __all__ = [
@@ -58,19 +75,35 @@ __all__ = [
     "Digits",
     "Mnist5k",
     "NAMES",
+    "decode",
     "default_data_dir",
+    "encode",
     "load",
     "make_input_pipeline",
     "sequential_view",
     "stratified_split",
 ]
 
-NAMES = ("mnist5k", "digits", "seq_mnist")
+NAMES = (
+    "mnist5k",
+    "digits",
+    "seq_mnist",
+    "mnist",
+    "tiny_shakespeare",
+    "text",
+    *ELMAN_TASKS,
+)
+_CATALOG_OPTIONS = {"manual_dir", "probe_url", "probe_timeout"}
 
 
-def _no_options(name: str, options: dict) -> None:
-    if options:
-        raise ValueError(f"dataset {name!r} takes no options, received {sorted(options)}")
+def _take(name: str, options: dict, allowed: set[str]) -> dict:
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise ValueError(
+            f"dataset {name!r} does not take option(s) {unknown}; "
+            f"valid: {sorted(allowed) or 'none'}"
+        )
+    return options
 
 
 def load(
@@ -94,12 +127,21 @@ def load(
         DatasetUnavailableError: a catalog dataset that is neither local nor reachable.
     """
     if name in ("mnist5k", "digits"):
-        _no_options(name, options)
+        _take(name, options, set())
         return load_image_dataset(name, data_dir=data_dir)
     if name == "seq_mnist":
         source = options.pop("source", "mnist5k")
-        _no_options(name, options)
         if source not in ("mnist5k", "mnist"):
             raise ValueError(f"seq_mnist source must be 'mnist5k' or 'mnist', received {source!r}")
-        return sequential_view(load(source, data_dir=data_dir))
+        _take(name, options, _CATALOG_OPTIONS if source == "mnist" else set())
+        return sequential_view(load(source, data_dir=data_dir, **options))
+    if name in CATALOG:
+        allowed = _CATALOG_OPTIONS | ({"seq_length"} if name == "tiny_shakespeare" else set())
+        return load_catalog(name, data_dir=data_dir, **_take(name, options, allowed))
+    if name == "text":
+        _take(name, options, {"path", "seq_length"})
+        return load_text_file(options.get("path"), seq_length=options.get("seq_length", 100))
+    if name in ELMAN_TASKS:
+        _take(name, options, {"seq_length", "num_sequences"})
+        return load_elman_task(name, seed=seed, **options)
     raise ValueError(f"name must be one of {NAMES}, received name={name!r}")

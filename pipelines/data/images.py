@@ -71,7 +71,11 @@ class _StratifiedImageBuilder(tfds.core.GeneratorBasedBuilder, skip_registration
             description=self.DESCRIPTION,
             features=tfds.features.FeaturesDict(
                 {
-                    "image": tfds.features.Tensor(shape=self.IMAGE_SHAPE, dtype=np.uint8),
+                    "image": tfds.features.Tensor(
+                        shape=self.IMAGE_SHAPE,
+                        dtype=np.uint8,
+                        encoding=tfds.features.Encoding.BYTES,  # raw bytes: fast to write
+                    ),
                     "label": tfds.features.ClassLabel(num_classes=10),
                 }
             ),
@@ -178,5 +182,8 @@ def load_image_dataset(name: str, *, data_dir: str | os.PathLike | None = None) 
         raise ValueError(f"name must be one of {sorted(_BUILDERS)}, received name={name!r}")
     cls, value_range = _BUILDERS[name]
     builder = cls(data_dir=None if data_dir is None else os.fspath(data_dir))
-    builder.download_and_prepare()
+    # try_download_gcs=False: never ask the network whether a pre-built copy exists.
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(try_download_gcs=False)
+    )
     return builder_to_splits(builder, name, value_range, cls.DESCRIPTION)

@@ -29,6 +29,17 @@ def main(argv: list[str] | None = None) -> int:
     except FlagError as exc:
         print(f"ERROR: {exc}\n\n{usage()}", file=sys.stderr)
         return 2
+    from serving.server import config as cfg
+
+    try:  # fail fast on unreadable config files, before TensorFlow is imported
+        if options.model_config_file:
+            cfg.read_model_config_file(options.model_config_file)
+        if options.enable_batching:
+            cfg.read_batching_file(options.batching_parameters_file)
+        cfg.read_monitoring_file(options.monitoring_config_file)
+    except cfg.ConfigError as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 1
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     import tensorflow as tf

@@ -89,7 +89,8 @@ def test_predict_strings(grpc_stubs):
 
 @pytest.mark.parametrize("kwargs,code,fragment", [
     (dict(name="nope"), grpc.StatusCode.NOT_FOUND, "Servable not found for request: Latest(nope)"),
-    (dict(version=5), grpc.StatusCode.NOT_FOUND, "Servable not found for request: Specific(toy, 5)"),
+    (dict(version=5), grpc.StatusCode.NOT_FOUND,
+     "Servable not found for request: Specific(toy, 5)"),
     (dict(label="zzz"), grpc.StatusCode.NOT_FOUND, "Unrecognized servable version label: zzz"),
     (dict(signature="nosig"), grpc.StatusCode.FAILED_PRECONDITION,
      'Serving signature key "nosig" not found.'),

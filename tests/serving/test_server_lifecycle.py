@@ -127,7 +127,9 @@ model_config_list {{
     version_labels {{ key: "stable" value: 1 }}
     version_labels {{ key: "canary" value: 3 }}
   }}
-  config {{ name: "other" base_path: "toy" model_version_policy {{ latest {{ num_versions: 2 }} }} }}
+  config {{
+    name: "other" base_path: "toy" model_version_policy {{ latest {{ num_versions: 2 }} }}
+  }}
 }}""")
     models = read_model_config_file(str(config))
     assert [m.name for m in models] == ["toy", "other"]

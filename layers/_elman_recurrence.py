@@ -55,7 +55,45 @@ def supports(activation) -> bool:
     return activation in _DERIVATIVE_FROM_OUTPUT
 
 
-def elman_states(z, h0, recurrent_kernel, activation, mask=None, recurrent_mask=None):
+# Time steps per loop iteration: the loop body holds this many steps unrolled, which divides the
+# per-iteration cost of the loop machinery (TensorArray reads/writes, loop control) on backends
+# with an interpreted loop (TensorFlow without XLA) while keeping the graph small.
+STEPS_PER_ITERATION = 10
+
+
+def _steps_per_iteration(length, limit):
+    """``k``: a divisor of a static ``length`` close to ``limit``, else ``limit`` (with padding)."""
+    if length is None:
+        return limit
+    if length <= limit:
+        return max(length, 1)
+    for k in range(limit, (limit + 1) // 2 - 1, -1):
+        if length % k == 0:
+            return k
+    return limit
+
+
+def _scan(f, init, xs, reverse=False):
+    """``ops.scan`` over a tuple ``xs``; packs it into one tensor when the loop length is not
+    static (Keras's TensorFlow ``scan`` cannot check several inputs of unknown length)."""
+    if len(xs) == 1 or xs[0].shape[0] is not None:
+        return ops.scan(lambda c, x: f(c, x), init, xs, reverse=reverse)
+    dtype = xs[0].dtype
+    sizes = [x.shape[-1] for x in xs]
+    kinds = [x.dtype for x in xs]
+    packed = ops.concatenate([ops.cast(x, dtype) for x in xs], axis=-1)
+    splits = [sum(sizes[: i + 1]) for i in range(len(sizes) - 1)]
+
+    def unpacked(carry, p):
+        parts = ops.split(p, splits, axis=-1)
+        parts = [ops.cast(q, kind) if kind == "bool" else q for q, kind in zip(parts, kinds)]
+        return f(carry, tuple(parts))
+
+    return ops.scan(unpacked, init, packed, reverse=reverse)
+
+
+def elman_states(z, h0, recurrent_kernel, activation, mask=None, recurrent_mask=None,
+                 steps_per_iteration=None):
     """``H`` ``(T, batch, units)``: the hidden states for the hoisted inputs ``z`` (time-major).
 
     Args:
@@ -65,49 +103,87 @@ def elman_states(z, h0, recurrent_kernel, activation, mask=None, recurrent_mask=
         activation: a supported Keras activation (see ``supports``).
         mask: optional bool ``(T, batch, 1)``; False steps carry ``h_{t-1}``.
         recurrent_mask: optional ``(batch, units)`` dropout mask applied to ``h_{t-1}``.
+        steps_per_iteration: time steps unrolled in one loop iteration (default
+            ``STEPS_PER_ITERATION``). When it does not divide ``T``, ``z`` is padded at the end
+            with zeros: the extra states are dropped, and their gradient is exactly zero (their
+            upstream gradient is zero and they come after every real step).
 
     Differentiable in ``z``, ``h0`` and ``recurrent_kernel``; the masks are constants.
     """
     derivative = _DERIVATIVE_FROM_OUTPUT[activation]
+    length = z.shape[0]
+    k = _steps_per_iteration(length, steps_per_iteration or STEPS_PER_ITERATION)
+    real_length = ops.shape(z)[0]
+    padding = (-length) % k if length is not None else (-real_length) % k
+
+    n_blocks = (length + padding) // k if length is not None else -1
+
+    def blocked(t):
+        """(T, ...) → (T/k, k, ...), zero/True-padded at the end (static T/k when T is)."""
+        if not isinstance(padding, int) or padding:
+            pad_value = True if t.dtype == "bool" else 0
+            t = ops.pad(t, [[0, padding]] + [[0, 0]] * (len(t.shape) - 1),
+                        constant_values=pad_value)
+        return ops.reshape(t, (n_blocks, k, *ops.shape(t)[1:]))
+
+    def unblocked(t):
+        t = ops.reshape(t, (-1, *ops.shape(t)[2:]))
+        return t if isinstance(padding, int) and not padding else t[:real_length]
+
+    mask_blocks = None if mask is None else blocked(mask)
 
     @ops.custom_gradient
     def recurrence(z, h0, w):
-        def step(h_prev, inputs):
-            hr = h_prev if recurrent_mask is None else h_prev * recurrent_mask
-            if mask is None:
-                h = activation(inputs + ops.matmul(hr, w))
-            else:
-                z_t, m_t = inputs
-                h = ops.where(m_t, activation(z_t + ops.matmul(hr, w)), h_prev)
-            return h, h
+        def step(previous_block, inputs):
+            z_k, m_k = inputs if mask is not None else (inputs[0], None)
+            h = previous_block[-1]
+            block = []
+            for i in range(k):
+                hr = h if recurrent_mask is None else h * recurrent_mask
+                h_new = activation(z_k[i] + ops.matmul(hr, w))
+                h = h_new if m_k is None else ops.where(m_k[i], h_new, h)
+                block.append(h)
+            block = ops.stack(block)
+            return block, block
 
-        xs = z if mask is None else (z, mask)
-        _, states = ops.scan(step, h0, xs)
+        z_blocks = blocked(z)
+        xs = (z_blocks,) if mask is None else (z_blocks, mask_blocks)
+        init = ops.concatenate([ops.zeros((k - 1, *ops.shape(h0)), h0.dtype),
+                                ops.expand_dims(h0, 0)], axis=0)
+        _, state_blocks = _scan(step, init, xs)
+        states = unblocked(state_blocks)
 
         def grad(*args, upstream=None):
             if upstream is None:
                 (upstream,) = args
+            upstream = ops.reshape(upstream, ops.shape(states))  # static shape where known
             w_t = ops.transpose(w)
-            g_prime = derivative(states)
+            g_prime = derivative(state_blocks)
             if mask is not None:
-                g_prime = ops.where(mask, g_prime, ops.zeros_like(g_prime))
+                g_prime = ops.where(mask_blocks, g_prime, ops.zeros_like(g_prime))
 
             def back_step(carry, inputs):
-                if mask is None:
-                    d_out, gp = inputs
-                else:
-                    d_out, gp, m_t = inputs
-                delta = d_out + carry
-                dz = delta * gp
-                back = ops.matmul(dz, w_t)
-                if recurrent_mask is not None:
-                    back = back * recurrent_mask
-                if mask is not None:
-                    back = back + ops.where(m_t, ops.zeros_like(delta), delta)
-                return back, dz
+                c, _ = carry
+                d_k, gp_k, m_k = inputs if mask is not None else (*inputs, None)
+                dz_block = [None] * k
+                for i in reversed(range(k)):
+                    delta = d_k[i] + c
+                    dz = delta * gp_k[i]
+                    c = ops.matmul(dz, w_t)
+                    if recurrent_mask is not None:
+                        c = c * recurrent_mask
+                    if m_k is not None:
+                        c = c + ops.where(m_k[i], ops.zeros_like(delta), delta)
+                    dz_block[i] = dz
+                result = (c, ops.stack(dz_block))
+                return result, result
 
-            back_xs = (upstream, g_prime) if mask is None else (upstream, g_prime, mask)
-            dh0, dz = ops.scan(back_step, ops.zeros_like(h0), back_xs, reverse=True)
+            back_xs = (blocked(upstream), g_prime)
+            if mask is not None:
+                back_xs = (*back_xs, mask_blocks)
+            init = (ops.zeros_like(h0), ops.zeros_like(state_blocks[0]))
+            (dh0, _), (_, dz_blocks) = _scan(back_step, init, back_xs, reverse=True)
+            dz = unblocked(dz_blocks)
             previous = ops.concatenate([ops.expand_dims(h0, 0), states[:-1]], axis=0)
             if recurrent_mask is not None:
                 previous = previous * recurrent_mask

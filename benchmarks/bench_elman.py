@@ -2,8 +2,8 @@
 
 Both layers get the same weights and the same input (batch 64, 100 steps, 64 features, 256 units
 in the full run) and a ``tf.function``-compiled step computing the loss gradient with respect to
-every weight (what a training step needs). Rows report ``ElmanRNN time / SimpleRNN time`` (median of interleaved
-runs); the goal "ElmanRNN at least 1.5x faster" is ``<= 0.667``.
+every weight (what a training step needs). Rows report ``ElmanRNN time / SimpleRNN time``
+(medians of interleaved runs); the goal "ElmanRNN at least 1.5x faster" is ``<= 0.667``.
 """
 
 from __future__ import annotations

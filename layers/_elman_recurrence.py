@@ -86,7 +86,8 @@ def _scan(f, init, xs, reverse=False):
 
     def unpacked(carry, p):
         parts = ops.split(p, splits, axis=-1)
-        parts = [ops.cast(q, kind) if kind == "bool" else q for q, kind in zip(parts, kinds)]
+        parts = [ops.cast(q, kind) if kind == "bool" else q
+                 for q, kind in zip(parts, kinds, strict=True)]
         return f(carry, tuple(parts))
 
     return ops.scan(unpacked, init, packed, reverse=reverse)

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from layers import ElmanRNN, ElmanRNNCell
-from layers import _elman_recurrence
+from layers import ElmanRNN, ElmanRNNCell, _elman_recurrence
 from tests.layers import checks
 
 BATCH, TIME, DIM, UNITS = 3, 5, 4, 6
@@ -90,7 +89,11 @@ OPTIONS = [
 ]
 
 
-@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "default")
+def _option_id(options):
+    return ",".join(f"{k}={v}" for k, v in options.items()) or "default"
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=_option_id)
 @pytest.mark.parametrize("use_mask", [False, True], ids=["nomask", "mask"])
 @pytest.mark.parametrize("use_initial_state", [False, True], ids=["h0=0", "h0"])
 def test_matches_simple_rnn_and_numpy(options, use_mask, use_initial_state):
@@ -102,7 +105,7 @@ def test_matches_simple_rnn_and_numpy(options, use_mask, use_initial_state):
         kwargs["initial_state"] = H0
     got, want = _as_list(layer(X, **kwargs)), _as_list(reference(X, **kwargs))
     assert len(got) == len(want)
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         assert g.shape == w.shape
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
 
@@ -204,7 +207,7 @@ def test_traced_gradients_with_unknown_batch(time_dim):
 
     (loss, grads), (want_loss, want_grads) = traced(layer), traced(reference)
     np.testing.assert_allclose(loss, want_loss, rtol=1e-5)
-    for g, w in zip(grads, want_grads):
+    for g, w in zip(grads, want_grads, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
 
 
@@ -249,7 +252,8 @@ GRADIENT_CASES = [
 ]
 
 
-@pytest.mark.parametrize("options,call_kwargs", GRADIENT_CASES, ids=["tanh", "relu-mask-back", "proj"])
+@pytest.mark.parametrize("options,call_kwargs", GRADIENT_CASES,
+                         ids=["tanh", "relu-mask-back", "proj"])
 def test_finite_difference_gradients(options, call_kwargs):
     call_kwargs = {k: (v.astype("float64") if v.dtype != bool else v)
                    for k, v in call_kwargs.items()}
@@ -278,7 +282,7 @@ def test_gradients_match_simple_rnn_autodiff(options, training):
     loss, grads = loss_and_grads(layer)
     want_loss, want_grads = loss_and_grads(reference)
     np.testing.assert_allclose(loss, want_loss, rtol=1e-5)
-    for g, w in zip(grads, want_grads):
+    for g, w in zip(grads, want_grads, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
 
 
@@ -402,4 +406,4 @@ def test_mixed_float16_training_step_under_jit():
     before = [w.copy() for w in model.get_weights()]
     loss = model.train_on_batch(X, np.ones((BATCH, 1), "float32"))
     assert np.isfinite(loss)
-    assert all(np.abs(a - b).max() > 0 for a, b in zip(model.get_weights(), before))
+    assert all(np.abs(a - b).max() > 0 for a, b in zip(model.get_weights(), before, strict=True))

@@ -19,11 +19,13 @@ Conventions (documented for users in layers/README.md):
     as ε^(1/p), too large for big p).
 * Precision.  float16/bfloat16 inputs (``mixed_float16``) are upcast to float32 for the
   power/sum/root and the result is cast back, so x² does not overflow float16 for |x| > 256.
-* Large p.  For p ∉ {1, 2} the input is divided by c = max|x| over the whole feature map
-  (per example and channel, gradient stopped) and the result multiplied back:
-  ‖x‖_p = c·‖x / c‖_p exactly, and, the norm being 1-homogeneous, the gradient is unchanged.
-  This removes overflow of |x|^p; a window whose entries are all below ≈ c·(1e-38)^(1/p)
-  underflows to 0 in float32 (use MaxPooling for the p → ∞ limit).
+* Large p.  For p ∉ {1, 2} each window is divided by its own maximum m = max_window |x|
+  (gradient stopped) and h = m·(Σ_window (|x|/m)^p)^(1/p): exact by homogeneity
+  (‖x‖_p = m‖x/m‖_p), and, the norm being 1-homogeneous, the gradient is unchanged.  The
+  largest term is 1, so |x|^p neither overflows nor underflows to 0 for any p (p → ∞ gives
+  max|x|).  The windows are gathered with ``keras.ops.image.extract_patches`` (an intermediate
+  |window| times the input size); p = 1 and p = 2 use the fast average-pool window sums.
+  The global variants do the same with the whole feature map as the window (no patches).
 """
 
 from __future__ import annotations
@@ -118,13 +120,38 @@ def window_sum(v, pool_size, strides, padding, data_format):
 def lp_window_norm(x, p, pool_size, strides, padding, data_format):
     """h = (Σ_window |x|^p)^(1/p) over sliding windows (see the module conventions)."""
     x, dtype = upcast(x)
-    scale = scale_for(x, p, cu.spatial_axes(len(pool_size), data_format))
-    if scale is not None:
-        x = x / scale
-    h = safe_root(window_sum(abs_power(x, p), pool_size, strides, padding, data_format), p)
-    if scale is not None:
-        h = h * scale
+    if p in (1, 2):
+        h = safe_root(window_sum(abs_power(x, p), pool_size, strides, padding, data_format), p)
+    else:
+        h = _lp_window_norm_rescaled(x, p, pool_size, strides, padding, data_format)
     return ops.cast(h, dtype)
+
+
+def _lp_window_norm_rescaled(x, p, pool_size, strides, padding, data_format):
+    """Lp over windows with each window rescaled by its own max |x| (any p ≥ 1, no overflow)."""
+    rank = len(pool_size)
+    if data_format == "channels_first":
+        x = ops.moveaxis(x, 1, -1)
+    if rank == 1:  # a 1D window is a (1, k) window of a one-row image
+        x = ops.expand_dims(x, 1)
+        pool_size, strides = (1, *pool_size), (1, *strides)
+    channels = x.shape[-1]
+    patches = ops.image.extract_patches(x, pool_size, strides=strides, padding=padding,
+                                        data_format="channels_last")
+    # (batch, rows', cols', k1·k2·C) → (batch, rows', cols', k1·k2, C); "same" pads with zeros.
+    patches = ops.reshape(patches, (*ops.shape(patches)[:-1], math.prod(pool_size), channels))
+    magnitude = ops.abs(patches)
+    m = ops.stop_gradient(ops.max(magnitude, axis=-2))
+    positive = ops.greater(m, 0)
+    m_safe = ops.where(positive, m, ops.ones_like(m))
+    s = ops.sum(ops.power(magnitude / ops.expand_dims(m_safe, -2), p), axis=-2)  # ≥ 1 if m > 0
+    s_safe = ops.where(positive, s, ops.ones_like(s))
+    h = m * ops.power(s_safe, 1.0 / p)  # m = 0 → exactly 0, gradient 0
+    if rank == 1:
+        h = ops.squeeze(h, 1)
+    if data_format == "channels_first":
+        h = ops.moveaxis(h, -1, 1)
+    return h
 
 
 def lp_global_norm(x, p, axes, keepdims):

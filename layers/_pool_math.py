@@ -13,7 +13,7 @@ Conventions (documented for users in layers/README.md):
     h = sqrt(s + ε) with ε = ``L2_EPSILON`` = 1e-30.  At a zero window h = 1e-15 (not exactly
     0) and ∂h/∂x = x / h = 0; elsewhere ε is below float32 rounding for any s > 1e-22, and
     |∂h/∂x_i| = |x_i| / sqrt(s + ε) ≤ 1 always.  (Chosen over a select-based guard because it
-    costs one add instead of two selects: the L2 training step is ~25 % faster on CPU.)
+    costs one add instead of two selects: the L2 training step is ~20 % faster on CPU.)
   - other p: ``safe_root`` evaluates the root on ``where(s > 0, s, 1)`` and selects 0 where
     s = 0: the forward value is exactly 0 and the gradient there exactly 0 (an ε would show up
     as ε^(1/p), too large for big p).

@@ -75,6 +75,31 @@ class LeNet5Config(TrainConfig):
             )
 
 
+def search_space(hp) -> dict:
+    """LeNet-5's KerasTuner search space → config overrides (see ``PipelineSpec.search_space``).
+
+    ============== ============================================== ==========================
+    hyperparameter values                                          config keys
+    ============== ============================================== ==========================
+    learning_rate  log-uniform in [1e-4, 1e-2]                    ``learning_rate``
+    width          w ∈ {0.5, 1, 2}: filters (6w, 16w), units      ``conv_filters``,
+                   (120w, 84w), rounded                           ``dense_units``
+    pooling        max, average, l2                               ``pooling``
+    batch_size     32, 64, 128                                    ``batch_size``
+    epochs         5 … 30 (step 5; Hyperband sets its own budget) ``epochs``
+    ============== ============================================== ==========================
+    """
+    width = hp.Choice("width", [0.5, 1.0, 2.0], default=1.0)
+    return {
+        "learning_rate": hp.Float("learning_rate", 1e-4, 1e-2, sampling="log", default=4e-3),
+        "conv_filters": (max(1, round(6 * width)), max(1, round(16 * width))),
+        "dense_units": (max(1, round(120 * width)), max(1, round(84 * width))),
+        "pooling": hp.Choice("pooling", ["max", "average", "l2"]),
+        "batch_size": hp.Choice("batch_size", [32, 64, 128], default=64),
+        "epochs": hp.Int("epochs", 5, 30, step=5, default=30),
+    }
+
+
 def _hp(config: LeNet5Config, hp, name: str):
     """A hyperparameter value from ``hp`` when the tuner defined it, else from the config."""
     if hp is not None and name in getattr(hp, "values", {}):
@@ -188,6 +213,7 @@ SPEC = PipelineSpec(
     build_loss=build_loss,
     build_metrics=build_metrics,
     export_kwargs=export_kwargs,
+    search_space=search_space,
     monitor="val_accuracy",
     monitor_mode="max",
     description="LeNet-5 digit classifier (mnist5k, digits, mnist)",

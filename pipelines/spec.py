@@ -40,6 +40,13 @@ Contract of the hooks (``C`` is the pipeline's :class:`~pipelines.config.TrainCo
     Keyword arguments for ``serving.export.export_model``: ``task`` ("classification" /
     "regression" / None), ``class_names``, ``output_names``, ``warmup_inputs``.
 
+``search_space(hp) -> dict``   (default: None → the pipeline cannot be tuned)
+    Declares the pipeline's KerasTuner search space on ``hp`` (a
+    ``keras_tuner.HyperParameters``: ``hp.Float``, ``hp.Int``, ``hp.Choice``, ``hp.Boolean``)
+    and returns the config overrides drawn from it, ``{config_key: value}``; the tuner applies
+    them with ``dataclasses.replace`` (so config validation applies) and builds/trains from the
+    resulting config. Declared next to the pipeline's config dataclass.
+
 ``monitor``: the metric name summarised by sweeps and tuners (e.g. ``"val_accuracy"``), and
 ``monitor_mode``: ``"max"`` or ``"min"``.
 """
@@ -98,6 +105,7 @@ class PipelineSpec:
     build_callbacks: Callable[[Any, Any], list] = _no_callbacks
     export_model: Callable[[Any, Any], Any] | None = None
     export_kwargs: Callable[[Any, Datasets], dict] = _no_export_kwargs
+    search_space: Callable[[Any], dict] | None = None
     monitor: str = "val_loss"
     monitor_mode: Literal["min", "max"] = "min"
     description: str = ""

@@ -17,7 +17,9 @@ from typing import Any
 
 import tensorflow as tf
 
-__all__ = ["select_strategy", "cluster_spec_from_env", "is_chief", "worker_index"]
+__all__ = [
+    "select_strategy", "cluster_spec_from_env", "is_chief", "worker_index", "strategy_name",
+]
 
 
 def cluster_spec_from_env(environ: dict[str, str] | None = None) -> dict[str, Any] | None:
@@ -78,3 +80,16 @@ def worker_index(strategy: tf.distribute.Strategy) -> int:
     """This worker's index (0 without a cluster)."""
     _, task_id = _task(strategy)
     return int(task_id or 0)
+
+
+def strategy_name(strategy: tf.distribute.Strategy) -> str:
+    """Public name of the strategy's kind (``MultiWorkerMirroredStrategy``, ``MirroredStrategy``,
+    ``OneDeviceStrategy``, ``TPUStrategy`` or ``default``)."""
+    for cls, name in ((tf.distribute.MultiWorkerMirroredStrategy, "MultiWorkerMirroredStrategy"),
+                      (tf.distribute.MirroredStrategy, "MirroredStrategy"),
+                      (tf.distribute.OneDeviceStrategy, "OneDeviceStrategy")):
+        if isinstance(strategy, cls):
+            return name
+    if type(strategy).__name__.startswith("TPUStrategy"):
+        return "TPUStrategy"
+    return "default"

@@ -38,7 +38,7 @@ from pipelines.plots import plot_history
 from pipelines.registry import get_spec
 from pipelines.rundir import RunDir, write_json_atomic
 from pipelines.spec import Datasets, PipelineSpec
-from pipelines.strategy import is_chief, select_strategy, worker_index
+from pipelines.strategy import is_chief, select_strategy, strategy_name, worker_index
 
 __all__ = ["TrainResult", "train", "count_batches", "export_trained_model"]
 
@@ -275,7 +275,7 @@ def _write_metrics(run_dir, spec, config, state, metrics, test_logs, steps_per_e
         "steps_per_epoch": steps_per_epoch,
         "resumed_from_step": resumed_from,
         "num_replicas": int(strategy.num_replicas_in_sync),
-        "strategy": type(strategy).__name__,
+        "strategy": strategy_name(strategy),
         "mixed_precision": bool(config.use_mixed_precision),
         "jit_compile": bool(config.jit_compile),
         "train_time_s": time.perf_counter() - started,

@@ -4,6 +4,12 @@ Both layers get the same weights and the same input (batch 64, 100 steps, 64 fea
 in the full run) and a ``tf.function``-compiled step computing the loss gradient with respect to
 every weight (what a training step needs). Rows report ``ElmanRNN time / SimpleRNN time``
 (medians of interleaved runs); the goal "ElmanRNN at least 1.5x faster" is ``<= 0.667``.
+
+Variants: plain graph mode for both (Keras's default on a CPU-only machine), XLA
+(``jit_compile=True``) for both, ElmanRNN under XLA against SimpleRNN in graph mode, and a bound:
+a program doing only the matrix products any exact BPTT step needs (forward and backward
+recurrent chains of ``(batch, units) @ (units, units)``, ``∂W_h``, ``x W_x``, ``∂W_x``) against
+SimpleRNN. The bound shows how far below SimpleRNN any implementation can go on this machine.
 """
 
 from __future__ import annotations
@@ -33,6 +39,28 @@ def _train_step(layer, x, jit_compile: bool):
     return run
 
 
+def _matmul_bound(batch, steps, features, units):
+    """Only the matrix products of one exact training step, in a graph-mode loop."""
+    rng = np.random.default_rng(1)
+    w = tf.constant(rng.standard_normal((units, units)) * 0.05, tf.float32)
+    h0 = tf.constant(rng.standard_normal((batch, units)), tf.float32)
+    states = tf.constant(rng.standard_normal((steps * batch, units)), tf.float32)
+    x = tf.constant(rng.standard_normal((steps * batch, features)), tf.float32)
+    w_x = tf.constant(rng.standard_normal((features, units)), tf.float32)
+
+    @tf.function
+    def products():
+        h = h0
+        for _ in tf.range(2 * steps):  # forward chain, then backward chain
+            h = tf.matmul(h, w)
+        d_w = tf.matmul(states, states, transpose_a=True)  # Σ h_{t-1}ᵀ dz_t
+        d_wx = tf.matmul(x, states, transpose_a=True)  # Σ x_tᵀ dz_t
+        z = tf.matmul(x, w_x)  # all x_t W_x
+        return h, d_w, d_wx, z
+
+    return lambda: [t.numpy() for t in products()]
+
+
 def _pair(batch, steps, features, units, **layer_kwargs):
     x = tf.constant(np.random.default_rng(0).standard_normal((batch, steps, features)),
                     dtype=tf.float32)
@@ -48,20 +76,32 @@ def rows(quick: bool) -> list[Row]:
     batch, steps, features, units = (64, 100, 64, 256) if not quick else (32, 50, 32, 128)
     size = f"b{batch} T{steps} d{features} u{units}"
     repeats, warmup = (5, 2) if quick else (15, 3)
+    # (label, layer kwargs, ElmanRNN under XLA, SimpleRNN under XLA)
     variants = [
-        ("last output", {}, False),
-        ("return_sequences", {"return_sequences": True}, False),
-        ("last output, jit_compile", {}, True),
+        ("last output, graph", {}, False, False),
+        ("return_sequences, graph", {"return_sequences": True}, False, False),
+        ("last output, XLA both", {}, True, True),
     ]
     if not quick:
-        variants.append(("return_sequences, jit_compile", {"return_sequences": True}, True))
+        variants += [
+            ("return_sequences, XLA both", {"return_sequences": True}, True, True),
+            ("last output, ElmanRNN XLA vs SimpleRNN graph", {}, True, False),
+        ]
     result = []
-    for label, kwargs, jit in variants:
+    for label, kwargs, jit_candidate, jit_baseline in variants:
         x, candidate, baseline = _pair(batch, steps, features, units, **kwargs)
         result.append(time_ratio_row(
             f"Elman train step ({label}, {size})",
-            ("ElmanRNN", _train_step(candidate, x, jit)),
-            ("keras SimpleRNN", _train_step(baseline, x, jit)),
+            ("ElmanRNN", _train_step(candidate, x, jit_candidate)),
+            ("keras SimpleRNN", _train_step(baseline, x, jit_baseline)),
+            GOAL, warmup=warmup, repeats=repeats,
+        ))
+    if not quick:
+        x, _, baseline = _pair(batch, steps, features, units)
+        result.append(time_ratio_row(
+            f"Bound: matmuls of an exact BPTT step vs SimpleRNN step (graph, {size})",
+            ("matmuls only", _matmul_bound(batch, steps, features, units)),
+            ("keras SimpleRNN", _train_step(baseline, x, False)),
             GOAL, warmup=warmup, repeats=repeats,
         ))
     return result

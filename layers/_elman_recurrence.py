@@ -136,7 +136,8 @@ def elman_states(z, h0, recurrent_kernel, activation, mask=None, recurrent_mask=
     @ops.custom_gradient
     def recurrence(z, h0, w):
         def step(previous_block, inputs):
-            z_k, m_k = inputs if mask is not None else (inputs[0], None)
+            z_k = ops.unstack(inputs[0], k)
+            m_k = None if mask is None else ops.unstack(inputs[1], k)
             h = previous_block[-1]
             block = []
             for i in range(k):
@@ -165,7 +166,8 @@ def elman_states(z, h0, recurrent_kernel, activation, mask=None, recurrent_mask=
 
             def back_step(carry, inputs):
                 c, _ = carry
-                d_k, gp_k, m_k = inputs if mask is not None else (*inputs, None)
+                d_k, gp_k = ops.unstack(inputs[0], k), ops.unstack(inputs[1], k)
+                m_k = None if mask is None else ops.unstack(inputs[2], k)
                 dz_block = [None] * k
                 for i in reversed(range(k)):
                     delta = d_k[i] + c
@@ -185,13 +187,10 @@ def elman_states(z, h0, recurrent_kernel, activation, mask=None, recurrent_mask=
             init = (ops.zeros_like(h0), ops.zeros_like(state_blocks[0]))
             (dh0, _), (_, dz_blocks) = _scan(back_step, init, back_xs, reverse=True)
             dz = unblocked(dz_blocks)
-            previous = ops.concatenate([ops.expand_dims(h0, 0), states[:-1]], axis=0)
+            previous, first = states[:-1], h0  # h_{t-1} for t ≥ 2 and t = 1
             if recurrent_mask is not None:
-                previous = previous * recurrent_mask
-            units = ops.shape(w)[0]
-            dw = ops.matmul(
-                ops.transpose(ops.reshape(previous, (-1, units))), ops.reshape(dz, (-1, units))
-            )
+                previous, first = previous * recurrent_mask, first * recurrent_mask
+            dw = ops.einsum("tbi,tbj->ij", previous, dz[1:]) + ops.einsum("bi,bj->ij", first, dz[0])
             return dz, dh0, dw
 
         return states, grad

@@ -73,6 +73,16 @@ def _get_activation(name: str, value):
     )
 
 
+def _matmul_last_axis(x, kernel):
+    """``x @ kernel`` over the last axis as one 2D matmul (a 3D @ 2D matmul would be a batched
+    matmul whose kernel gradient is a stack of per-step products summed afterwards)."""
+    if len(x.shape) == 2:
+        return ops.matmul(x, kernel)
+    leading = ops.shape(x)[:-1]
+    y = ops.matmul(ops.reshape(x, (-1, ops.shape(x)[-1])), kernel)
+    return ops.reshape(y, (*leading, ops.shape(kernel)[-1]))
+
+
 @keras.saving.register_keras_serializable(package="deepline")
 class ElmanRNNCell(keras.layers.Layer, DropoutRNNCell):
     """One step of the Elman recurrence, for ``ElmanRNN`` or ``keras.layers.RNN``.
@@ -227,7 +237,7 @@ class ElmanRNNCell(keras.layers.Layer, DropoutRNNCell):
         """``y = g_y(h W_y + b_y)`` on any leading shape (identity without ``output_units``)."""
         if not self.output_units:
             return h
-        y = ops.matmul(h, self.output_kernel)
+        y = _matmul_last_axis(h, self.output_kernel)
         if self.output_bias is not None:
             y = ops.add(y, self.output_bias)
         return self.output_activation(y)
@@ -426,7 +436,7 @@ class ElmanRNN(keras.layers.RNN):
         if self.go_backwards:
             x = ops.flip(x, axis=0)
             step_mask = None if step_mask is None else ops.flip(step_mask, axis=0)
-        z = ops.matmul(x, ops.cast(cell.kernel, dtype))
+        z = _matmul_last_axis(x, ops.cast(cell.kernel, dtype))
         if cell.bias is not None:
             z = z + ops.cast(cell.bias, dtype)
         states = _elman_recurrence.elman_states(

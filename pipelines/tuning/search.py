@@ -191,7 +191,8 @@ def build_tuner(tuner_name: str, hypermodel: PipelineHyperModel, objective, *,
 def run_search(spec: PipelineSpec, config: TrainConfig, *, tuner: str = "random",
                max_trials: int = 10, objective: str | None = None,
                workdir: str | os.PathLike = ".", set_keys: Iterable[str] = (),
-               overwrite: bool = False, max_epochs: int | None = None) -> SearchResult:
+               overwrite: bool = False, max_epochs: int | None = None,
+               hyperband_factor: int = 3) -> SearchResult:
     """Search ``spec``'s space around ``config``; write the results; return them.
 
     Args:
@@ -204,6 +205,7 @@ def run_search(spec: PipelineSpec, config: TrainConfig, *, tuner: str = "random"
         set_keys: config keys the user set explicitly: same-named hyperparameters are fixed.
         overwrite: start the search afresh, deleting the tuner directory's previous state.
         max_epochs: Hyperband's largest epoch budget (default: ``config.epochs``).
+        hyperband_factor: Hyperband's reduction factor (keep the best 1/factor per round).
 
     Raises ConfigError (incl. ``SearchSpaceError``) before any trial runs when the tuner name,
     the objective, the search space or a resumed directory's settings are wrong.
@@ -237,7 +239,7 @@ def run_search(spec: PipelineSpec, config: TrainConfig, *, tuner: str = "random"
                                     tuner_id=distributed.tuner_id())
     kt_tuner = build_tuner(tuner, hypermodel, obj, max_trials=max_trials, tune_dir=tune_dir,
                            seed=config.seed, fixed=fixed, max_epochs=max_epochs,
-                           overwrite=False)
+                           overwrite=False, hyperband_factor=hyperband_factor)
     if role != "worker":
         from pipelines.tuning.space import available_metrics
 

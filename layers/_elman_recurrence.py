@@ -94,7 +94,7 @@ def _scan(f, init, xs, reverse=False):
 
 
 def elman_states(z, h0, recurrent_kernel, activation, mask=None, recurrent_mask=None,
-                 steps_per_iteration=None):
+                 last_only=False, steps_per_iteration=None):
     """``H`` ``(T, batch, units)``: the hidden states for the hoisted inputs ``z`` (time-major).
 
     Args:
@@ -104,6 +104,8 @@ def elman_states(z, h0, recurrent_kernel, activation, mask=None, recurrent_mask=
         activation: a supported Keras activation (see ``supports``).
         mask: optional bool ``(T, batch, 1)``; False steps carry ``h_{t-1}``.
         recurrent_mask: optional ``(batch, units)`` dropout mask applied to ``h_{t-1}``.
+        last_only: return only ``h_T`` ``(batch, units)``; the backward loop then starts from
+            its gradient and skips adding per-step output gradients (all zero).
         steps_per_iteration: time steps unrolled in one loop iteration (default
             ``STEPS_PER_ITERATION``). When it does not divide ``T``, ``z`` is padded at the end
             with zeros: the extra states are dropped, and their gradient is exactly zero (their
@@ -116,12 +118,12 @@ def elman_states(z, h0, recurrent_kernel, activation, mask=None, recurrent_mask=
     k = _steps_per_iteration(length, steps_per_iteration or STEPS_PER_ITERATION)
     real_length = ops.shape(z)[0]
     padding = (-length) % k if length is not None else (-real_length) % k
-
+    padded = not isinstance(padding, int) or padding > 0
     n_blocks = (length + padding) // k if length is not None else -1
 
     def blocked(t):
         """(T, ...) → (T/k, k, ...), zero/True-padded at the end (static T/k when T is)."""
-        if not isinstance(padding, int) or padding:
+        if padded:
             pad_value = True if t.dtype == "bool" else 0
             t = ops.pad(t, [[0, padding]] + [[0, 0]] * (len(t.shape) - 1),
                         constant_values=pad_value)
@@ -129,13 +131,13 @@ def elman_states(z, h0, recurrent_kernel, activation, mask=None, recurrent_mask=
 
     def unblocked(t):
         t = ops.reshape(t, (-1, *ops.shape(t)[2:]))
-        return t if isinstance(padding, int) and not padding else t[:real_length]
+        return t[:real_length] if padded else t
 
     mask_blocks = None if mask is None else blocked(mask)
 
     @ops.custom_gradient
     def recurrence(z, h0, w):
-        def step(previous_block, inputs):
+        def forward_step(previous_block, inputs):
             z_k = ops.unstack(inputs[0], k)
             m_k = None if mask is None else ops.unstack(inputs[1], k)
             h = previous_block[-1]
@@ -152,13 +154,14 @@ def elman_states(z, h0, recurrent_kernel, activation, mask=None, recurrent_mask=
         xs = (z_blocks,) if mask is None else (z_blocks, mask_blocks)
         init = ops.concatenate([ops.zeros((k - 1, *ops.shape(h0)), h0.dtype),
                                 ops.expand_dims(h0, 0)], axis=0)
-        _, state_blocks = _scan(step, init, xs)
+        _, state_blocks = _scan(forward_step, init, xs)
         states = unblocked(state_blocks)
+        # Without padding, the gradient of h_T can seed the backward carry directly.
+        lean = last_only and not padded
 
         def grad(*args, upstream=None):
             if upstream is None:
                 (upstream,) = args
-            upstream = ops.reshape(upstream, ops.shape(states))  # static shape where known
             w_t = ops.transpose(w)
             g_prime = derivative(state_blocks)
             if mask is not None:
@@ -166,11 +169,12 @@ def elman_states(z, h0, recurrent_kernel, activation, mask=None, recurrent_mask=
 
             def back_step(carry, inputs):
                 c, _ = carry
-                d_k, gp_k = ops.unstack(inputs[0], k), ops.unstack(inputs[1], k)
-                m_k = None if mask is None else ops.unstack(inputs[2], k)
+                gp_k = ops.unstack(inputs[0], k)
+                m_k = None if mask is None else ops.unstack(inputs[1], k)
+                d_k = None if lean else ops.unstack(inputs[-1], k)
                 dz_block = [None] * k
                 for i in reversed(range(k)):
-                    delta = d_k[i] + c
+                    delta = c if d_k is None else d_k[i] + c
                     dz = delta * gp_k[i]
                     c = ops.matmul(dz, w_t)
                     if recurrent_mask is not None:
@@ -181,10 +185,17 @@ def elman_states(z, h0, recurrent_kernel, activation, mask=None, recurrent_mask=
                 result = (c, ops.stack(dz_block))
                 return result, result
 
-            back_xs = (blocked(upstream), g_prime)
-            if mask is not None:
-                back_xs = (*back_xs, mask_blocks)
-            init = (ops.zeros_like(h0), ops.zeros_like(state_blocks[0]))
+            back_xs = (g_prime,) if mask is None else (g_prime, mask_blocks)
+            if lean:
+                c_init = ops.reshape(upstream, ops.shape(h0))
+            else:
+                if last_only:  # padded: place ∂L/∂h_T at step T of a zero sequence
+                    upstream = ops.concatenate(
+                        [ops.zeros_like(states[:-1]), ops.expand_dims(upstream, 0)], axis=0)
+                upstream = ops.reshape(upstream, ops.shape(states))  # static shape where known
+                back_xs = (*back_xs, blocked(upstream))
+                c_init = ops.zeros_like(h0)
+            init = (c_init, ops.zeros_like(state_blocks[0]))
             (dh0, _), (_, dz_blocks) = _scan(back_step, init, back_xs, reverse=True)
             dz = unblocked(dz_blocks)
             previous, first = states[:-1], h0  # h_{t-1} for t ≥ 2 and t = 1
@@ -193,6 +204,6 @@ def elman_states(z, h0, recurrent_kernel, activation, mask=None, recurrent_mask=
             dw = ops.einsum("tbi,tbj->ij", previous, dz[1:]) + ops.einsum("bi,bj->ij", first, dz[0])
             return dz, dh0, dw
 
-        return states, grad
+        return (states[-1] if last_only else states), grad
 
     return recurrence(z, h0, recurrent_kernel)

@@ -441,9 +441,8 @@ class ElmanRNN(keras.layers.RNN):
             z = z + ops.cast(cell.bias, dtype)
         states = _elman_recurrence.elman_states(
             z, ops.cast(h0, dtype), ops.cast(cell.recurrent_kernel, dtype), cell.activation,
-            mask=step_mask, recurrent_mask=recurrent_mask,
+            mask=step_mask, recurrent_mask=recurrent_mask, last_only=not self.return_sequences,
         )
-        last_state = states[-1]
 
         keep = None  # (T, batch, 1): where the output is y(h_t) rather than zeros
         if step_mask is not None:
@@ -452,12 +451,14 @@ class ElmanRNN(keras.layers.RNN):
             else:  # seen a used step so far
                 keep = ops.cumsum(ops.cast(step_mask, "int32"), axis=0) > 0
         if self.return_sequences:
+            last_state = states[-1]
             outputs = cell.project(states)
             if keep is not None:
                 outputs = ops.where(keep, outputs, ops.zeros_like(outputs))
             outputs = ops.transpose(outputs, (1, 0, 2))
             last_output = outputs[:, -1]
         else:
+            last_state = states
             last_output = cell.project(last_state)
             if keep is not None:
                 last_output = ops.where(keep[-1], last_output, ops.zeros_like(last_output))

@@ -190,10 +190,11 @@ def test_dynamic_length_and_padded_blocks(monkeypatch):
     np.testing.assert_allclose(fresh(X, mask=MASK), reference(X, mask=MASK), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("return_sequences", [True, False], ids=["sequences", "last"])
 @pytest.mark.parametrize("time_dim", [TIME, None], ids=["static-T", "dynamic-T"])
-def test_traced_gradients_with_unknown_batch(time_dim):
+def test_traced_gradients_with_unknown_batch(time_dim, return_sequences):
     """Graph mode with unknown batch (and length): forward and hand-written backward trace."""
-    layer, reference = _pair(return_sequences=True, go_backwards=True)
+    layer, reference = _pair(return_sequences=return_sequences, go_backwards=True)
     signature = [tf.TensorSpec((None, time_dim, DIM)), tf.TensorSpec((None, time_dim), tf.bool)]
 
     def traced(rnn):

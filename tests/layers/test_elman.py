@@ -408,3 +408,14 @@ def test_mixed_float16_training_step_under_jit():
     loss = model.train_on_batch(X, np.ones((BATCH, 1), "float32"))
     assert np.isfinite(loss)
     assert all(np.abs(a - b).max() > 0 for a, b in zip(model.get_weights(), before, strict=True))
+
+
+def test_bidirectional_and_stacked_cells():
+    layer = keras.layers.Bidirectional(ElmanRNN(UNITS, return_sequences=True))
+    reference = keras.layers.Bidirectional(keras.layers.SimpleRNN(UNITS, return_sequences=True))
+    layer.build(X.shape)
+    reference.build(X.shape)
+    layer.set_weights(reference.get_weights())
+    np.testing.assert_allclose(layer(X, mask=MASK), reference(X, mask=MASK), rtol=1e-5, atol=1e-6)
+    stacked = keras.layers.RNN([ElmanRNNCell(UNITS), ElmanRNNCell(3, output_units=2)])
+    assert tuple(stacked(X).shape) == (BATCH, 2)

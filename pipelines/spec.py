@@ -21,7 +21,10 @@ Contract of the hooks (``C`` is the pipeline's :class:`~pipelines.config.TrainCo
     ``(inputs, targets)`` or ``(inputs, targets, sample_weight)``; ``inputs`` is a dict keyed by
     the model's input names (or a single tensor for single-input models). ``train`` is one epoch
     (finite, not repeated; the trainer loops epochs and shards it across workers), shuffled with
-    ``config.seed``. ``validation``/``test`` may be None.
+    ``config.seed`` (``pipelines.data.make_input_pipeline`` does all of this). It must honour
+    ``config.max_train_examples`` (take that many training examples before batching).
+    ``validation``/``test`` may be None. Keep the module's top level free of TensorFlow/Keras
+    imports (import them inside the hooks) so resolving a config stays instant.
 
 ``build_loss(config: C) -> keras.losses.Loss``
     The trainer sets its ``reduction`` to None to obtain per-example values, averages those over

@@ -58,7 +58,7 @@ def supports(activation) -> bool:
 # Time steps per loop iteration: the loop body holds this many steps unrolled, which divides the
 # per-iteration cost of the loop machinery (TensorArray reads/writes, loop control) on backends
 # with an interpreted loop (TensorFlow without XLA) while keeping the graph small.
-STEPS_PER_ITERATION = 10
+STEPS_PER_ITERATION = 20
 
 
 def _steps_per_iteration(length, limit):

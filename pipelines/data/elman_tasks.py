@@ -21,7 +21,8 @@ fully determines the data.
 ``word_boundary``
     Sentences generated from a small lexicon (:data:`LEXICON`, :data:`GRAMMAR`) are concatenated
     into one letter stream without spaces or punctuation; the target is the next letter.
-    features/target ``int32 [T]`` letter ids into ``info.vocabulary`` (sorted letters, no OOV).
+    features/target ``int32 [T]`` letter ids into ``info.vocabulary`` (``"[UNK]"`` at id 0, never
+    used, then the sorted letters — the same layout as the text datasets).
     ``info.extras["target_onset"][split]`` (bool ``[N, T]``) marks the steps whose *target* is
     the first letter of a word — where the prediction error peaks after training.
 """
@@ -32,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipelines.data.core import SPLITS, DataInfo, DataSplits
+from pipelines.data.text import OOV_TOKEN
 
 __all__ = [
     "GRAMMAR",
@@ -115,6 +117,11 @@ def word_stream(num_letters: int, rng: np.random.Generator) -> tuple[str, np.nda
     return "".join(letters[:num_letters]), np.array(onset[:num_letters]), words
 
 
+def _word_vocabulary() -> tuple[str, ...]:
+    """``("[UNK]", *sorted letters of the lexicon)``: the same id layout as text datasets."""
+    return (OOV_TOKEN, *sorted(set("".join(LEXICON))))
+
+
 def _check_int(name: str, value, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, received {name}={value!r}")
@@ -171,8 +178,7 @@ def load_elman_task(
             extras_per_split[split] = windows(arr, n)
         else:
             letters, onset, _ = word_stream(length, rng)
-            vocab = sorted(set("".join(LEXICON)))
-            lookup = {c: i for i, c in enumerate(vocab)}
+            lookup = {c: i for i, c in enumerate(_word_vocabulary())}
             ids = np.array([lookup[c] for c in letters], dtype=np.int32)
             w = windows(ids, n)
             x, y = w[:, :-1], w[:, 1:]
@@ -212,7 +218,7 @@ def load_elman_task(
             extras={"letters": extras_per_split, "features": dict(LETTER_FEATURES)},
         )
     else:
-        vocab = tuple(sorted(set("".join(LEXICON))))
+        vocab = _word_vocabulary()
         info = DataInfo(
             name=name,
             task="next_step",

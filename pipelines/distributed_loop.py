@@ -18,7 +18,8 @@ gradient all-reduce and the optimizer update stay outside XLA (collectives).
 
 Callbacks: a ``keras.callbacks.CallbackList`` with the model set receives the usual
 ``on_train_begin/end``, ``on_epoch_begin/end`` (logs ``loss``, metric names and ``val_*``),
-``on_train_batch_begin/end``, ``on_test_begin/end``; ``model.stop_training = True`` stops
+``on_train_batch_begin/end`` (logs: running epoch means, as in ``fit``),
+``on_test_begin/end``; ``model.stop_training = True`` stops
 after the current step. A ``ProgbarLogger`` is added when ``verbose``.
 """
 
@@ -189,9 +190,9 @@ class DistributedLoop:
         batch = start_step
         for data in self.distribute(ds):
             callbacks.on_train_batch_begin(batch)
-            loss = self._train_step(data)
-            logs = {"loss": float(loss)}
-            callbacks.on_train_batch_end(batch, logs)
+            self._train_step(data)
+            # Running means over the epoch so far (what Keras's fit reports per batch).
+            callbacks.on_train_batch_end(batch, self.metric_results())
             batch += 1
             if on_step_end is not None:
                 on_step_end(batch)

@@ -182,7 +182,10 @@ def _train(spec, config, workdir, run_dir, strategy, chief, hp, extra_callbacks)
     state.restore_latest()
     resumed_from = int(state.global_step.numpy())
     finished_before = int(state.epoch.numpy()) >= config.epochs
-    if resumed_from and config.verbose:
+    if finished_before and config.verbose and chief:
+        print(f"[deepline] run {run_dir.root} already finished {int(state.epoch.numpy())} "
+              f"epochs (global step {resumed_from}); use --run NAME for a new run", flush=True)
+    elif resumed_from and config.verbose and chief:
         print(f"[deepline] resuming run {run_dir.root} at epoch {int(state.epoch.numpy()) + 1}, "
               f"step {int(state.step_in_epoch.numpy())} of {steps_per_epoch} "
               f"(global step {resumed_from})", flush=True)

@@ -59,6 +59,7 @@ __all__ = [
     "make_datasets",
     "next_char_probabilities",
     "sample_text",
+    "search_space",
     "train",
 ]
 
@@ -165,6 +166,26 @@ class ElmanConfig(TrainConfig):
     @property
     def resolved_units(self) -> int:
         return self.units or DEFAULT_UNITS[self.task]
+
+
+def search_space(hp) -> dict:
+    """The Elman KerasTuner search space → config overrides (see ``PipelineSpec.search_space``).
+
+    ============== ======================================= =================
+    hyperparameter values                                   config key
+    ============== ======================================= =================
+    units          32, 64, 128, 256                        ``units``
+    embedding_dim  16, 32, 64 (token tasks)                ``embedding_dim``
+    learning_rate  log-uniform in [3e-4, 3e-2]             ``learning_rate``
+    dropout        0, 0.1, 0.2, 0.3                        ``dropout``
+    ============== ======================================= =================
+    """
+    return {
+        "units": hp.Choice("units", [32, 64, 128, 256], default=128),
+        "embedding_dim": hp.Choice("embedding_dim", [16, 32, 64], default=64),
+        "learning_rate": hp.Float("learning_rate", 3e-4, 3e-2, sampling="log", default=3e-3),
+        "dropout": hp.Choice("dropout", [0.0, 0.1, 0.2, 0.3], default=0.0),
+    }
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -669,6 +690,7 @@ SPEC = PipelineSpec(
     build_metrics=build_metrics,
     export_model=build_export_model,
     export_kwargs=export_kwargs,
+    search_space=search_space,
     monitor="val_loss",
     monitor_mode="min",
     description="Elman RNN sequence models: char_lm, word_boundary, seq_mnist, temporal_xor, "

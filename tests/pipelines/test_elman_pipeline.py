@@ -47,8 +47,17 @@ def char_run(tmp_path_factory):
     return config, elman.train(config, root)
 
 
-def test_registered():
+def test_registered_with_a_search_space():
+    import dataclasses
+
+    import keras_tuner
+
     assert get_spec("elman") is elman.SPEC
+    hp = keras_tuner.HyperParameters()
+    overrides = elman.SPEC.search_space(hp)
+    assert overrides == {"units": 128, "embedding_dim": 64, "learning_rate": 3e-3, "dropout": 0.0}
+    config = dataclasses.replace(elman.ElmanConfig(task="word_boundary"), **overrides)
+    assert config.resolved_units == 128
 
 
 def test_char_lm_bits_per_char_and_samples(char_run):
@@ -108,6 +117,14 @@ def test_exported_char_model_takes_raw_text(char_run):
         np.testing.assert_allclose(row, reference, atol=1e-5)
     np.testing.assert_array_equal(out["classes"].numpy(), probs.argmax(axis=1))
     assert vocab[int(probs[0].argmax())] == "a"  # "...on the m" → "a" (mat)
+    # TF Serving's classify method: tf.Example with a bytes feature "text"; labels = characters
+    from serving.examples import make_examples
+
+    examples = make_examples({"text": np.array([b"the cat sat on the m"], dtype=object)})
+    classify = loaded.signatures["classify"]
+    result = classify(inputs=tf.constant([e.SerializeToString() for e in examples]))
+    assert [c.decode() for c in result["classes"].numpy()[0]] == list(vocab)
+    np.testing.assert_allclose(result["scores"].numpy()[0], probs[0], atol=1e-6)
 
 
 def test_word_boundary_error_peaks_at_onsets(tmp_path):

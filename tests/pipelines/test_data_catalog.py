@@ -87,3 +87,55 @@ def test_tiny_shakespeare_from_manual_dir(tmp_path):
 def test_unknown_catalog_option(tmp_path):
     with pytest.raises(ValueError, match="seq_length"):
         data.load("mnist", data_dir=tmp_path, seq_length=3)
+
+
+def _idx_images(path, n, rng):
+    import gzip
+    import struct
+
+    pixels = np.zeros((n, 28, 28), np.uint8)
+    pixels[:, 14, :] = rng.integers(0, 256, size=(n, 28))
+    with gzip.open(path, "wb") as f:
+        f.write(struct.pack(">IIII", 2051, n, 28, 28) + pixels.tobytes())
+    return pixels
+
+
+def _idx_labels(path, n):
+    import gzip
+    import struct
+
+    labels = (np.arange(n) % 10).astype(np.uint8)
+    with gzip.open(path, "wb") as f:
+        f.write(struct.pack(">II", 2049, n) + labels.tobytes())
+
+
+def test_mnist_from_manual_files(tmp_path, monkeypatch):
+    # The four original IDX files (synthetic content, real format) placed in the manual dir.
+    manual = tmp_path / "downloads" / "manual"
+    manual.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    _idx_images(manual / "train-images-idx3-ubyte.gz", 60000, rng)
+    _idx_labels(manual / "train-labels-idx1-ubyte.gz", 60000)
+    test_pixels = _idx_images(manual / "t10k-images-idx3-ubyte.gz", 10000, rng)
+    _idx_labels(manual / "t10k-labels-idx1-ubyte.gz", 10000)
+    # Write only 50 examples per split (TFDS's own option) to keep the test fast.
+    real_config = catalog.tfds.download.DownloadConfig
+
+    def small_config(**kwargs):
+        return real_config(max_examples_per_split=50, **kwargs)
+
+    monkeypatch.setattr(catalog.tfds.download, "DownloadConfig", small_config)
+    closed = f"http://127.0.0.1:{_closed_port()}/"  # no network: the local files must do
+    splits = data.load("mnist", data_dir=tmp_path, probe_url=closed)
+    assert splits.info.feature_shape == (28, 28, 1) and splits.info.value_range == (0.0, 255.0)
+    test = list(splits.test.as_numpy_iterator())
+    assert len(test) == 50
+    rows = {row.tobytes() for row in test_pixels[:, 14, :]}
+    for image, label in test:
+        assert image.dtype == np.float32 and 0 <= label < 10
+        assert image[14, :, 0].astype(np.uint8).tobytes() in rows  # the placed pixels, raw
+    # Prepared now: a second load needs neither the files nor the network.
+    for f in manual.iterdir():
+        f.unlink()
+    again = data.load("seq_mnist", source="mnist", data_dir=tmp_path, probe_url=closed)
+    assert again.info.feature_shape == (28, 28)

@@ -6,7 +6,42 @@ import math
 
 import keras
 
-__all__ = ["RandomAffine"]
+__all__ = ["RandomAffine", "bilinear_affine"]
+
+
+def bilinear_affine(images, transform):
+    """Resample ``images`` (batch, H, W, C) at affine source points, bilinear, zeros outside.
+
+    ``transform`` (batch, 6) = [a0, a1, a2, b0, b1, b2] maps output pixel (x, y) (column, row
+    indices) to the input point (a0 x + a1 y + a2, b0 x + b1 y + b2) — the convention of
+    ``keras.ops.image.affine_transform`` (fill_mode="constant", fill_value=0), with which it
+    agrees; written with gathers only, so it also compiles under XLA (``jit_compile``).
+    """
+    ops = keras.ops
+    h, w, c = images.shape[1], images.shape[2], images.shape[3]
+    batch = ops.shape(images)[0]
+    rows, cols = ops.meshgrid(ops.arange(h, dtype="float32"), ops.arange(w, dtype="float32"),
+                              indexing="ij")
+    xs = ops.reshape(cols, (1, h * w))
+    ys = ops.reshape(rows, (1, h * w))
+    t = ops.cast(transform, "float32")
+    sx = t[:, 0:1] * xs + t[:, 1:2] * ys + t[:, 2:3]
+    sy = t[:, 3:4] * xs + t[:, 4:5] * ys + t[:, 5:6]
+    x0, y0 = ops.floor(sx), ops.floor(sy)
+    fx, fy = sx - x0, sy - y0
+    flat = ops.reshape(images, (batch, h * w, c))
+
+    def corner(yc, xc, weight):
+        valid = (xc >= 0) & (xc <= w - 1) & (yc >= 0) & (yc <= h - 1)
+        index = ops.cast(ops.clip(yc, 0, h - 1) * w + ops.clip(xc, 0, w - 1), "int32")
+        index = ops.broadcast_to(ops.expand_dims(index, -1), (batch, h * w, c))
+        values = ops.take_along_axis(flat, index, axis=1)
+        weight = weight * ops.cast(valid, "float32")
+        return values * ops.cast(ops.expand_dims(weight, -1), values.dtype)
+
+    out = (corner(y0, x0, (1 - fx) * (1 - fy)) + corner(y0, x0 + 1, fx * (1 - fy))
+           + corner(y0 + 1, x0, (1 - fx) * fy) + corner(y0 + 1, x0 + 1, fx * fy))
+    return ops.reshape(out, (batch, h, w, c))
 
 
 @keras.saving.register_keras_serializable(package="deepline")
@@ -56,12 +91,8 @@ class RandomAffine(keras.layers.Layer):
         a0, a1, b0, b1 = cos, -sin, sin, cos
         a2 = cx - a0 * cx - a1 * cy + tx
         b2 = cy - b0 * cx - b1 * cy + ty
-        zeros = ops.zeros_like(theta)
-        transform = ops.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
-        return ops.image.affine_transform(
-            images, transform, interpolation="bilinear", fill_mode="constant", fill_value=0.0,
-            data_format="channels_last",
-        )
+        transform = ops.stack([a0, a1, a2, b0, b1, b2], axis=1)
+        return bilinear_affine(images, transform)
 
     def compute_output_shape(self, input_shape):
         return input_shape

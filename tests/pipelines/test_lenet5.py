@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import layers
-from pipelines.augment import RandomAffine
+from pipelines.augment import RandomAffine, bilinear_affine
 from pipelines.lenet5 import SPEC, LeNet5Config, build_model
 from pipelines.losses import SparseCategoricalCrossentropyWithSmoothing
 from pipelines.optimizers import OneCycle, build_schedule
@@ -56,6 +56,23 @@ def test_random_affine_identity_and_inference():
     x = np.random.default_rng(1).uniform(0, 1, (4, 12, 12, 1)).astype(np.float32)
     np.testing.assert_allclose(RandomAffine(0.0, 0.0, 0.0)(x, training=True), x, atol=1e-6)
     np.testing.assert_array_equal(RandomAffine(30.0, 0.2, 0.2)(x, training=False), x)
+
+
+def test_bilinear_affine_matches_keras_affine_transform():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (6, 28, 28, 2)).astype(np.float32)
+    t = np.array([1, 0, 0, 0, 1, 0], np.float32) + rng.normal(0, 0.2, (6, 6)).astype(np.float32)
+    t[:, 2] += rng.normal(0, 3, 6)
+    t[:, 5] -= rng.normal(0, 3, 6)
+    ref = keras.ops.image.affine_transform(
+        x, np.concatenate([t, np.zeros((6, 2), np.float32)], 1), interpolation="bilinear",
+        fill_mode="constant", fill_value=0.0)
+    np.testing.assert_allclose(bilinear_affine(x, t), ref, atol=1e-3)
+    # A pure integer shift by (dx, dy) = (2, -1): out[y, x] = in[y - 1, x + 2], zeros outside.
+    shift = np.array([[1, 0, 2, 0, 1, -1]], np.float32)
+    out = np.asarray(bilinear_affine(x[:1], shift))
+    np.testing.assert_allclose(out[0, 1:, :-2], x[0, :-1, 2:], atol=1e-4)
+    assert np.all(out[0, 0] == 0) and np.all(out[0, :, -2:] == 0)
 
 
 def test_random_affine_moves_but_keeps_mass_of_centered_blob():

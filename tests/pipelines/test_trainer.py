@@ -132,7 +132,7 @@ def test_stop_training_and_steps_cap(tmp_path, mnist5k_dir):  # noqa: F811
 
 @pytest.mark.parametrize("overrides", [
     {"mixed_precision": "on"},
-    {"jit_compile": True},
+    {"jit_compile": True, "augment": True},  # augmentation compiles under XLA too
     {"pooling": "l2", "optimizer": "sgd", "lr_schedule": "cosine", "warmup_epochs": 0.5},
 ])
 def test_switches_train_and_export_float32(tmp_path, mnist5k_dir, overrides):  # noqa: F811

@@ -54,13 +54,13 @@ def input_throughput_row(quick: bool) -> Row:
     def run_tf_data():
         loss = None
         for _ in range(block):
-            loss = loop._train_step(next(data_iter))
+            loss = loop.train_step_from(data_iter)
         return float(loss)
 
     def run_in_memory():
         loss = None
         for _ in range(block):
-            loss = loop._train_step(in_memory)
+            loss = loop.train_step(in_memory)
         return float(loss)
 
     t_data, t_mem = median_times([run_tf_data, run_in_memory], warmup=2,

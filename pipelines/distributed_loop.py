@@ -25,7 +25,6 @@ after the current step. A ``ProgbarLogger`` is added when ``verbose``.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -68,6 +67,7 @@ class DistributedLoop:
                                              jit_compile=self.jit_compile)
         self._forward = tf.function(self._forward_impl, jit_compile=self.jit_compile)
         self._train_step = tf.function(self._train_step_impl)
+        self._train_step_from = tf.function(self._train_step_from_impl)
         self._eval_step = tf.function(self._eval_step_impl)
 
     # -- per-replica maths ---------------------------------------------------------------------
@@ -144,6 +144,19 @@ class DistributedLoop:
     def _train_step_impl(self, data):
         return self._reduce(self.strategy.run(self._replica_train, args=(data,)))
 
+    def _train_step_from_impl(self, iterator):
+        # Fetching inside the graph (as Keras's fit does) keeps GetNext off the Python path.
+        return self._train_step_impl(next(iterator))
+
+    def train_step(self, data):
+        """One distributed training step on ``data`` (a distributed batch or plain tensors
+        under the default strategy); returns the global mean loss of the step."""
+        return self._train_step(data)
+
+    def train_step_from(self, iterator):
+        """One distributed training step on the next batch of a distributed iterator."""
+        return self._train_step_from(iterator)
+
     def _eval_step_impl(self, data):
         return self._reduce(self.strategy.run(self._replica_eval, args=(data,)))
 
@@ -187,15 +200,17 @@ class DistributedLoop:
         if remaining <= 0:
             return self.metric_results()
         ds = dataset.skip(start_step).take(remaining) if start_step else dataset.take(remaining)
-        batch = start_step
-        for data in self.distribute(ds):
+        iterator = iter(self.distribute(ds))
+        for batch in range(start_step, steps):
             callbacks.on_train_batch_begin(batch)
-            self._train_step(data)
+            try:
+                self._train_step_from(iterator)
+            except tf.errors.OutOfRangeError:  # fewer batches than counted: end the epoch
+                break
             # Running means over the epoch so far (what Keras's fit reports per batch).
             callbacks.on_train_batch_end(batch, self.metric_results())
-            batch += 1
             if on_step_end is not None:
-                on_step_end(batch)
+                on_step_end(batch + 1)
             if getattr(self.model, "stop_training", False):
                 break
         return self.metric_results()
@@ -218,14 +233,3 @@ class DistributedLoop:
         if callbacks is not None:
             callbacks.on_test_end({k[len(prefix):]: v for k, v in logs.items()})
         return logs
-
-    def steps_per_second(self, dataset: tf.data.Dataset, steps: int) -> float:
-        """Training throughput over ``steps`` steps of ``dataset`` (benchmark helper)."""
-        data_iter = iter(self.distribute(dataset.repeat()))
-        self._train_step(next(data_iter))  # trace/compile outside the timing
-        start = time.perf_counter()
-        loss = None
-        for _ in range(steps):
-            loss = self._train_step(next(data_iter))
-        float(loss)
-        return steps / (time.perf_counter() - start)

@@ -36,6 +36,9 @@ __all__ = [
     "resolve_objective",
 ]
 
+#: Metric-name fragments whose metrics are minimised when no direction is given.
+_LOWER_IS_BETTER = ("loss", "error", "bits", "perplexity", "mse", "mae", "crossentropy")
+
 #: Config keys a search space may not override (they name the run, not a hyperparameter).
 _RESERVED = ("pipeline", "run")
 
@@ -196,7 +199,8 @@ def resolve_objective(spec: PipelineSpec, config: TrainConfig, text: str | None)
     """``keras_tuner.Objective`` for ``NAME`` or ``NAME:min|max`` (default: ``spec.monitor``).
 
     Without a direction: the spec's ``monitor_mode`` for its monitor, ``min`` for names
-    containing ``loss`` or ``error``, else ``max``. An objective the pipeline does not report
+    containing ``loss``, ``error``, ``bits``, ``perplexity``, ``mse``, ``mae`` or
+    ``crossentropy``, else ``max``. An objective the pipeline does not report
     raises :class:`SearchSpaceError` listing the available names.
     """
     import keras_tuner as kt
@@ -216,7 +220,7 @@ def resolve_objective(spec: PipelineSpec, config: TrainConfig, text: str | None)
             if name == spec.monitor:
                 direction = spec.monitor_mode
             else:
-                direction = "min" if ("loss" in name or "error" in name) else "max"
+                direction = "min" if any(w in name for w in _LOWER_IS_BETTER) else "max"
     available = available_metrics(spec, config)
     if name not in available:
         hint = "" if config.validation else " (validation=false: no val_* metrics)"

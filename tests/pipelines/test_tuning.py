@@ -283,3 +283,32 @@ def test_hyperband_continues_checkpoints_and_bayesian_builds(data_dir, tmp_path)
                                           "bayesian, random"):
         search.build_tuner("grid", hm, obj, max_trials=1, tune_dir=tmp_path / "x", seed=1,
                            fixed=None)
+
+
+@pytest.mark.parametrize("pipeline", ["lenet5", "ksparse", "elman"])
+def test_every_pipeline_space_is_valid_at_its_defaults(pipeline):
+    from pipelines.registry import get_spec
+    from pipelines.tuning.space import resolve_objective, validate_search_space
+
+    spec = get_spec(pipeline)
+    if spec.search_space is None:
+        pytest.skip(f"{pipeline} declares no search space yet")
+    config = spec.default_config()
+    assert validate_search_space(spec, config) > 1
+    objective = resolve_objective(spec, config, None)
+    assert (objective.name, objective.direction) == (spec.monitor, spec.monitor_mode)
+
+
+def test_distributed_role_from_environment():
+    from pipelines.tuning.distributed import tuner_id, tuning_role
+
+    assert tuning_role({}) == "single" and tuner_id({}) == "tuner0"
+    net = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": "8000"}
+    assert tuning_role({**net, "KERASTUNER_TUNER_ID": "chief"}) == "chief"
+    assert tuning_role({**net, "KERASTUNER_TUNER_ID": "tuner1"}) == "worker"
+    assert tuner_id({**net, "KERASTUNER_TUNER_ID": "tuner1"}) == "tuner1"
+    with pytest.raises(ConfigError, match="missing: KERASTUNER_TUNER_ID"):
+        tuning_role(net)
+    with pytest.raises(ConfigError, match="KERASTUNER_ORACLE_PORT must be a TCP port number, "
+                                          "received 'http'"):
+        tuning_role({**net, "KERASTUNER_ORACLE_PORT": "http", "KERASTUNER_TUNER_ID": "chief"})

@@ -12,9 +12,9 @@ last, so a ``kill -9`` mid-save leaves the previous checkpoint usable). The stat
 * ``history``: the per-epoch logs so far as a JSON string (for metrics.json and plots).
 
 Randomness: the model's own random state (Keras ``SeedGenerator`` variables of augmentation and
-dropout layers) is part of the model and restored with it; the tf.data shuffle order of the
-resumed epoch is re-drawn from ``seed`` (the number of batches consumed is exact, their order
-is not replayed).
+dropout layers) is part of the model and restored with it; the trainer replays the tf.data
+reshuffle state to the resumed epoch and skips the batches already consumed, so a resumed run
+sees the same batches in the same order as an uninterrupted one.
 
 Multi-worker: every worker calls ``save`` (variables may need collective reads); the chief
 saves into the run's ``checkpoints/``, the others into a scratch directory (see

@@ -186,6 +186,17 @@ class DistributedLoop:
         )
         return self.strategy.experimental_distribute_dataset(dataset.with_options(options))
 
+    @staticmethod
+    def replay_epochs(dataset: tf.data.Dataset, epochs: int) -> None:
+        """Advance a reshuffling dataset's per-epoch order by ``epochs`` epochs (on resume).
+
+        ``shuffle(seed=..., reshuffle_each_iteration=True)`` draws each epoch's order from a
+        seed generator that advances once per iterator: opening ``epochs`` iterators (one
+        element each) makes the next epoch's order the one an uninterrupted run would see.
+        """
+        for _ in range(epochs):
+            next(iter(dataset.take(1)), None)
+
     # -- loops ------------------------------------------------------------------------------------
     def train_epoch(self, dataset: tf.data.Dataset, *, epoch: int, steps: int, start_step: int,
                     callbacks: keras.callbacks.CallbackList,

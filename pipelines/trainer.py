@@ -206,6 +206,8 @@ def _train(spec, config, workdir, run_dir, strategy, chief, hp, extra_callbacks)
         if int(state.global_step.numpy()) % every == 0 and step_in_epoch < steps_per_epoch:
             state.save()
 
+    if resumed_from and not finished_before:
+        loop.replay_epochs(datasets.train, int(state.epoch.numpy()))
     logs: dict[str, float] = {}
     model.stop_training = False
     callbacks.on_train_begin()

@@ -1,10 +1,12 @@
-"""kill -9 mid-epoch, rerun the same run → it continues from the last checkpoint."""
+"""kill -9 mid-epoch, rerun the same run → it continues from the last checkpoint and ends
+exactly where an uninterrupted run ends (same steps, same batches, same weights)."""
 
 import subprocess
 import sys
 import time
 
 import keras
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -29,11 +31,13 @@ def test_kill_9_mid_epoch_then_resume(tmp_path, mnist5k_dir):  # noqa: F811
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 180
-        while tf.train.latest_checkpoint(str(ckpt_dir)) is None:
+        # Wait for a checkpoint inside the SECOND epoch (steps 11..19): resuming there needs
+        # both the epoch's shuffle order and the position within it.
+        while _latest_step(ckpt_dir) <= 10:
             if proc.poll() is not None:
                 pytest.fail("training process exited before its first checkpoint:\n"
                             + proc.stdout.read()[-3000:])
-            assert time.monotonic() < deadline, "no checkpoint within 180 s"
+            assert time.monotonic() < deadline, "no epoch-2 checkpoint within 180 s"
             time.sleep(0.05)
         proc.kill()  # SIGKILL: no cleanup, no final save
         proc.wait(timeout=30)
@@ -43,7 +47,7 @@ def test_kill_9_mid_epoch_then_resume(tmp_path, mnist5k_dir):  # noqa: F811
             proc.wait()
     assert proc.returncode == -9
     killed_at = int(tf.train.latest_checkpoint(str(ckpt_dir)).rsplit("-", 1)[1])
-    assert 0 < killed_at < 20 and killed_at % 10 != 0  # mid-epoch
+    assert 10 < killed_at < 20  # mid-epoch 2
 
     counter = CountSteps()
     result = train(resume_config(mnist5k_dir), tmp_path, callbacks=[counter])
@@ -55,3 +59,15 @@ def test_kill_9_mid_epoch_then_resume(tmp_path, mnist5k_dir):  # noqa: F811
     assert counter.batches[0] == killed_at % 10
     assert [row["epoch"] for row in result.history] == [1, 2]
     assert result.history[-1]["global_step"] == 20
+
+    uninterrupted = train(resume_config(mnist5k_dir), tmp_path / "uninterrupted")
+    assert uninterrupted.global_step == 20
+    for a, b in zip(uninterrupted.model.get_weights(), result.model.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    assert result.metrics["val_loss"] == pytest.approx(uninterrupted.metrics["val_loss"],
+                                                       rel=1e-4)
+
+
+def _latest_step(ckpt_dir):
+    path = tf.train.latest_checkpoint(str(ckpt_dir))
+    return -1 if path is None else int(path.rsplit("-", 1)[1])

@@ -2,7 +2,8 @@
 
     deepline-tune [PIPELINE] [--tuner hyperband|bayesian|random] [--max-trials N]
                   [--objective NAME[:min|max]] [--config FILE.yaml] [--set KEY=VALUE ...]
-                  [--run NAME] [--workdir DIR] [--max-epochs N] [--retrain-best]
+                  [--run NAME] [--workdir DIR] [--max-epochs N] [--hyperband-factor F]
+                  [--retrain-best]
                   [--overwrite] [--show-space]
 
 The base config resolves like ``deepline-train`` (defaults → YAML → ``--set``); each trial
@@ -79,6 +80,8 @@ def _parser() -> _Parser:
                    help="directory holding runs/ and models/ (default: current directory)")
     p.add_argument("--max-epochs", type=_positive_int, metavar="N",
                    help="Hyperband's largest epoch budget (default: the config's epochs)")
+    p.add_argument("--hyperband-factor", type=_positive_int, default=3, metavar="F",
+                   help="Hyperband's reduction factor: keep the best 1/F per round (default 3)")
     p.add_argument("--retrain-best", action="store_true",
                    help="train the best configuration with the normal trainer and export it")
     p.add_argument("--overwrite", action="store_true",
@@ -88,9 +91,9 @@ def _parser() -> _Parser:
     return p
 
 
-def _set_keys(overrides: Sequence[str], config_path: str | None) -> list[str]:
-    keys = [parse_override(text)[0] for text in overrides]
-    return keys
+def _set_keys(overrides: Sequence[str]) -> list[str]:
+    """Config keys given with ``--set`` (these pin same-named hyperparameters)."""
+    return [parse_override(text)[0] for text in overrides]
 
 
 def _show_space(spec, config, fixed) -> str:
@@ -124,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                               overrides=args.overrides, run=args.run)
         spec = get_spec(args.pipeline)
         role = tuning_role()
-        set_keys = _set_keys(args.overrides, args.config)
+        set_keys = _set_keys(args.overrides)
         if args.show_space:
             from pipelines.tuning.space import fixed_hyperparameters
 
@@ -144,7 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = run_search(spec, config, tuner=args.tuner, max_trials=args.max_trials,
                             objective=args.objective, workdir=args.workdir,
                             set_keys=set_keys, overwrite=args.overwrite,
-                            max_epochs=args.max_epochs)
+                            max_epochs=args.max_epochs,
+                            hyperband_factor=args.hyperband_factor)
     except (ConfigError, DatasetUnavailableError) as exc:
         parser.error(str(exc))
     except kt.errors.FatalError as exc:

@@ -110,10 +110,11 @@ def tune_dir_for(workdir: str | os.PathLike, pipeline: str, run: str) -> pathlib
     return pathlib.Path(workdir).resolve() / "runs" / pipeline / f"tune-{run}"
 
 
-def _settings(spec, config, tuner_name, objective, fixed) -> dict[str, Any]:
+def _settings(spec, config, tuner_name, objective, fixed, factor) -> dict[str, Any]:
     return {
         "pipeline": spec.name,
         "tuner": tuner_name,
+        "hyperband_factor": factor if tuner_name == "hyperband" else None,
         "objective": objective.name,
         "direction": objective.direction,
         "fixed": dict(fixed.values),
@@ -128,7 +129,7 @@ def _check_settings(tune_dir: pathlib.Path, settings: dict[str, Any]) -> None:
     except (OSError, ValueError):
         return
     diffs = []
-    for key in ("pipeline", "tuner", "objective", "direction", "fixed"):
+    for key in ("pipeline", "tuner", "hyperband_factor", "objective", "direction", "fixed"):
         if previous.get(key) != json.loads(json.dumps(settings[key])):
             diffs.append(f"{key}: {previous.get(key)!r} → {settings[key]!r}")
     old_cfg = previous.get("config", {})
@@ -219,13 +220,15 @@ def run_search(spec: PipelineSpec, config: TrainConfig, *, tuner: str = "random"
         max_epochs = int(max_epochs or config.epochs)
         if max_epochs < 1:
             raise ConfigError(f"max_epochs must be >= 1, received {max_epochs!r}")
+        if int(hyperband_factor) < 2:
+            raise ConfigError(f"hyperband_factor must be >= 2, received {hyperband_factor!r}")
     fixed = fixed_hyperparameters(spec, config, set_keys,
                                   max_epochs=max_epochs if tuner == "hyperband" else None)
     validate_search_space(spec, config, fixed)
     obj = resolve_objective(spec, config, objective)
 
     tune_dir = tune_dir_for(workdir, spec.name, config.run)
-    settings = _settings(spec, config, tuner, obj, fixed)
+    settings = _settings(spec, config, tuner, obj, fixed, hyperband_factor)
     if role != "worker":
         if not overwrite:
             _check_settings(tune_dir, settings)

@@ -16,10 +16,12 @@ available offline) print ONE line ``deepline-train: error: ...`` to stderr and e
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import pathlib
 import sys
+import tempfile
 import typing
 from collections.abc import Sequence
 from typing import Any
@@ -66,10 +68,43 @@ def _parser(prog: str) -> _Parser:
     return p
 
 
+# Lines TensorFlow's native runtime prints on import before absl logging is set up (they
+# ignore TF_CPP_MIN_LOG_LEVEL): noise in front of a one-line configuration error.
+_NATIVE_NOISE = ("WARNING: All log messages before absl::InitializeLog()", "cudart_stub.cc",
+                 "cuda_platform.cc", "cuda_dnn.cc", "cuda_fft.cc", "cuda_blas.cc",
+                 "computation_placer.cc", "oneDNN custom operations are on",
+                 "This TensorFlow binary is optimized")
+
+
+@contextlib.contextmanager
+def _filtered_native_stderr():
+    """Capture file descriptor 2 (native C++ logging) and replay it minus TF's import noise."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (e.g. captured by a test runner)
+        yield
+        return
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            for line in tmp.read().decode(errors="replace").splitlines(keepends=True):
+                if not any(marker in line for marker in _NATIVE_NOISE):
+                    sys.stderr.write(line)
+            sys.stderr.flush()
+
+
 def build_config(pipeline: str, *, config_path: str | None = None,
                  overrides: Sequence[str] = (), run: str | None = None) -> TrainConfig:
     """Resolve the config of ``pipeline`` like the CLI does (raises ConfigError)."""
-    spec = get_spec(pipeline)
+    with _filtered_native_stderr():
+        spec = get_spec(pipeline)  # may import TensorFlow (pipeline modules, layers)
     overrides = list(overrides) + ([f"run={run}"] if run is not None else [])
     config = resolve_config(spec.config_class, yaml_path=config_path, overrides=overrides)
     if config.pipeline != spec.name:

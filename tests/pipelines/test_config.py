@@ -119,6 +119,8 @@ def _cli(*args, cwd):
 @pytest.mark.parametrize("args,fragment", [
     (["nosuch"], "unknown pipeline 'nosuch'; valid pipelines: lenet5, ksparse, elman"),
     (["lenet5", "--set", "bogus=1"], "unknown config key 'bogus' for pipeline 'lenet5'"),
+    # ksparse's module imports TensorFlow: its native import noise must not precede the error.
+    (["ksparse", "--set", "bogus=1"], "unknown config key 'bogus' for pipeline 'ksparse'"),
     (["lenet5", "--set", "pooling=median"], "valid choices: max, average, l2"),
     (["lenet5", "--set", "epochs=-1"], "'epochs' must be >= 1"),
     (["lenet5", "--sweep", "epochs=1,x"], "bad value for config key 'epochs': 'x'"),

@@ -32,25 +32,12 @@ import keras_tuner as kt
 
 from pipelines.config import TrainConfig
 from pipelines.spec import PipelineSpec
+from pipelines.tuning.memory import rss_mb
 from pipelines.tuning.space import SearchSpaceError, apply_search_space
 
-__all__ = ["PipelineHyperModel", "HParamsLogger", "rss_mb", "hparams_of"]
+__all__ = ["PipelineHyperModel", "HParamsLogger", "hparams_of"]
 
 _NOT_METRICS = ("epoch", "global_step", "time_s")
-
-
-def rss_mb() -> float:
-    """Resident set size of this process in MiB (``/proc/self/status`` VmRSS, else maxrss)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def hparams_of(hp) -> dict:

@@ -17,7 +17,8 @@ trial is retried under its id from its last checkpoint, and the search continues
 ``--run`` or ``--overwrite``); ``max_trials`` may change.
 
 Memory: KerasTuner clears the Keras session before building each trial's model; the tuners
-here also clear it (and collect garbage) after each trial, so memory stays flat across trials.
+here also clear it after each trial, drop the trial's ``tf.custom_gradient`` registrations that
+would pin its graphs (:mod:`pipelines.tuning.memory`) and collect garbage, so memory stays flat.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from pipelines.rundir import write_json_atomic
 from pipelines.spec import PipelineSpec
 from pipelines.tuning import distributed, results
 from pipelines.tuning.hypermodel import PipelineHyperModel
+from pipelines.tuning.memory import TrialGradientJanitor
 from pipelines.tuning.space import (
     fixed_hyperparameters,
     resolve_objective,
@@ -54,9 +56,17 @@ class _ProjectTuner:
         kwargs["tune_trial"] = trial  # the hypermodel names the trial's run directory after it
         return super().run_trial(trial, *args, **kwargs)
 
+    def on_trial_begin(self, trial):
+        self._janitor = TrialGradientJanitor()
+        self._janitor.begin()
+        super().on_trial_begin(trial)
+
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
         keras.backend.clear_session()
+        janitor = getattr(self, "_janitor", None)
+        if janitor is not None:
+            janitor.end()  # the trial's graphs pinned by tf.custom_gradient (see .memory)
         gc.collect()
 
     def search(self, *fit_args, **fit_kwargs):

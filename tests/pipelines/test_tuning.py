@@ -312,3 +312,34 @@ def test_distributed_role_from_environment():
     with pytest.raises(ConfigError, match="KERASTUNER_ORACLE_PORT must be a TCP port number, "
                                           "received 'http'"):
         tuning_role({**net, "KERASTUNER_ORACLE_PORT": "http", "KERASTUNER_TUNER_ID": "chief"})
+
+
+def test_janitor_drops_only_the_trials_custom_gradients():
+    import tensorflow as tf
+
+    from pipelines.tuning.memory import TrialGradientJanitor, _registry
+
+    @tf.custom_gradient
+    def halve_grad(x):
+        return x * 3.0, lambda dy: dy * 0.5
+
+    def traced_gradient():
+        @tf.function
+        def step(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = halve_grad(x)
+            return tape.gradient(y, x)
+
+        return float(step(tf.constant(2.0)))
+
+    assert traced_gradient() == 0.5  # registered before the "trial": must survive
+    outside = {k for k in _registry() if k.startswith("CustomGradient-")}
+    janitor = TrialGradientJanitor()
+    janitor.begin()
+    assert traced_gradient() == 0.5
+    during = {k for k in _registry() if k.startswith("CustomGradient-")}
+    assert len(during - outside) == 1
+    assert janitor.end() == 1
+    assert {k for k in _registry() if k.startswith("CustomGradient-")} == outside
+    assert janitor.end() == 0  # ending twice is harmless

@@ -18,6 +18,7 @@ id and resumes from its last checkpoint. Each trial writes TensorBoard HParams
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -144,8 +145,6 @@ class PipelineHyperModel(kt.HyperModel):
         overrides: dict[str, Any] = {"run": f"trial_{trial_id}", "export": False, "test": False}
         if epochs is not None:
             overrides["epochs"] = int(epochs)
-        import dataclasses
-
         config = dataclasses.replace(config, **overrides)
         run_dir = self.trial_run_dir(trial_id)
         parent = hp.values.get("tuner/trial_id")

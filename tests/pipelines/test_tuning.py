@@ -343,3 +343,21 @@ def test_janitor_drops_only_the_trials_custom_gradients():
     assert janitor.end() == 1
     assert {k for k in _registry() if k.startswith("CustomGradient-")} == outside
     assert janitor.end() == 0  # ending twice is harmless
+
+
+def test_trial_missing_objective_is_fatal_and_names_the_metrics(data_dir, tmp_path):
+    import keras_tuner as kt
+
+    from pipelines.lenet5 import SPEC
+    from pipelines.tuning.hypermodel import PipelineHyperModel
+
+    # Passes the up-front check only because it is bypassed here: the trial itself must stop
+    # the search with the metrics it did report (e.g. a pipeline whose validation split is None).
+    hm = PipelineHyperModel(SPEC, tiny_config(data_dir), tmp_path, objective="val_auc")
+    hp = kt.HyperParameters()
+    hp.Fixed("epochs", 1)  # otherwise the space's default (30 epochs) applies
+    hp.Fixed("batch_size", 32)
+    with pytest.raises(kt.errors.FatalValueError) as err:
+        hm.fit(hp, None)
+    assert str(err.value) == ("objective 'val_auc' is not reported by lenet5; available: "
+                              "loss, accuracy, val_loss, val_accuracy")

@@ -14,7 +14,8 @@ Tuner directory (KerasTuner's project dir) ``<workdir>/runs/<pipeline>/tune-<run
 Rerunning the same command resumes: completed trials are kept (not rerun), an interrupted
 trial is retried under its id from its last checkpoint, and the search continues up to
 ``max_trials``. A rerun with a different tuner/objective/base config is refused (use another
-``--run`` or ``--overwrite``); ``max_trials`` may change.
+``--run`` or ``--overwrite``); ``max_trials`` and result-neutral keys (``verbose``,
+``data_dir``, export and checkpoint settings) may change.
 
 Memory: KerasTuner clears the Keras session before building each trial's model; the tuners
 here also clear it after each trial, drop the trial's ``tf.custom_gradient`` registrations that
@@ -132,6 +133,13 @@ def _settings(spec, config, tuner_name, objective, fixed, factor) -> dict[str, A
     }
 
 
+#: Config keys that do not change what a trial computes: a resumed search may change them.
+_RESULT_NEUTRAL_KEYS = frozenset({
+    "verbose", "export", "export_dir", "model_name", "test", "data_dir",
+    "checkpoint_every_steps", "keep_checkpoints",
+})
+
+
 def _check_settings(tune_dir: pathlib.Path, settings: dict[str, Any]) -> None:
     path = tune_dir / "tune.json"
     try:
@@ -145,6 +153,8 @@ def _check_settings(tune_dir: pathlib.Path, settings: dict[str, Any]) -> None:
     old_cfg = previous.get("config", {})
     new_cfg = json.loads(json.dumps(settings["config"]))
     for key in sorted(set(old_cfg) | set(new_cfg)):
+        if key in _RESULT_NEUTRAL_KEYS:
+            continue
         if old_cfg.get(key) != new_cfg.get(key):
             diffs.append(f"config {key}: {old_cfg.get(key)!r} → {new_cfg.get(key)!r}")
     if diffs:

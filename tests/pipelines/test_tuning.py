@@ -361,3 +361,24 @@ def test_trial_missing_objective_is_fatal_and_names_the_metrics(data_dir, tmp_pa
         hm.fit(hp, None)
     assert str(err.value) == ("objective 'val_auc' is not reported by lenet5; available: "
                               "loss, accuracy, val_loss, val_accuracy")
+
+
+def test_resuming_with_other_settings_is_refused_but_neutral_keys_may_change(data_dir, tmp_path):
+    import keras_tuner as kt
+
+    from pipelines.lenet5 import SPEC
+    from pipelines.rundir import write_json_atomic
+    from pipelines.tuning.search import _check_settings, _settings
+
+    base = tiny_config(data_dir)
+    obj = kt.Objective("val_accuracy", "max")
+    fixed = kt.HyperParameters()
+    write_json_atomic(tmp_path / "tune.json", _settings(SPEC, base, "random", obj, fixed, 3))
+    neutral = dataclasses.replace(base, verbose=2, data_dir=str(tmp_path), export=False)
+    _check_settings(tmp_path, _settings(SPEC, neutral, "random", obj, fixed, 3))
+    changed = dataclasses.replace(base, label_smoothing=0.2)
+    with pytest.raises(ConfigError, match=r"other settings \(config label_smoothing: 0.1 → 0.2\)"):
+        _check_settings(tmp_path, _settings(SPEC, changed, "random", obj, fixed, 3))
+    with pytest.raises(ConfigError, match=r"objective: 'val_accuracy' → 'val_loss'"):
+        _check_settings(tmp_path, _settings(SPEC, base, "random",
+                                            kt.Objective("val_loss", "min"), fixed, 3))

@@ -107,6 +107,21 @@ class KSparseConfig(TrainConfig):
             )
 
 
+def search_space(hp) -> dict:
+    """k-sparse autoencoder's KerasTuner search space → config overrides.
+
+    ``k`` ∈ {10, 25, 40, 70} (the paper's values), ``alpha`` ∈ [1, 4] step 0.5 (encoding with
+    αk units), ``learning_rate`` log-uniform in [1e-4, 1e-2]. The objective defaults to
+    ``val_loss`` (reconstruction MSE); the logistic-regression error is computed after training
+    by :func:`evaluate`, outside the tuner.
+    """
+    return {
+        "k": hp.Choice("k", [10, 25, 40, 70], default=25),
+        "alpha": hp.Float("alpha", 1.0, 4.0, step=0.5, default=3.0),
+        "learning_rate": hp.Float("learning_rate", 1e-4, 1e-2, sampling="log", default=1e-3),
+    }
+
+
 # -- model -------------------------------------------------------------------------------------
 def _hp(config: KSparseConfig, hp, name: str):
     """A hyperparameter value from ``hp`` when the tuner defined it, else from the config."""
@@ -449,6 +464,7 @@ SPEC = PipelineSpec(
     build_callbacks=build_callbacks,
     export_model=build_export_model,
     export_kwargs=export_kwargs,
+    search_space=search_space,
     monitor="val_loss",
     monitor_mode="min",
     description="k-sparse autoencoder on MNIST + logistic regression on its alpha*k codes",

@@ -28,6 +28,20 @@ def test_select_strategy_rules():
     assert select_strategy(one) is tf.distribute.get_strategy()  # one task: no cluster
 
 
+@pytest.mark.parametrize("cluster,task_type,task_id,chief", [
+    ({"worker": ["a:1", "b:1"]}, "worker", 0, True),
+    ({"worker": ["a:1", "b:1"]}, "worker", 1, False),
+    ({"chief": ["c:1"], "worker": ["a:1"]}, "chief", 0, True),
+    ({"chief": ["c:1"], "worker": ["a:1"]}, "worker", 0, False),
+])
+def test_is_chief(cluster, task_type, task_id, chief):
+    class FakeStrategy:
+        cluster_resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+            tf.train.ClusterSpec(cluster), task_type=task_type, task_id=task_id)
+
+    assert is_chief(FakeStrategy()) is chief
+
+
 def test_mirrored_matches_single_device(tmp_path, mnist5k_dir):  # noqa: F811
     """Per-replica loss / GLOBAL batch + summed gradients = the single-device step exactly."""
     config = tiny_config(mnist5k_dir, epochs=1, export=False, test=False)

@@ -52,6 +52,11 @@ def test_run_directory_contents(finished):
     for split in ("train", "validation"):
         events = list((run / "tensorboard" / split).glob("events.out.tfevents.*"))
         assert events, split
+    tags = set()
+    for event_file in (run / "tensorboard" / "train").glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(event_file)):
+            tags.update(v.tag for v in event.summary.value)
+    assert {"epoch_loss", "epoch_accuracy", "epoch_learning_rate"} <= tags
     pngs = sorted(p.name for p in (run / "plots").glob("*.png"))
     assert {"training_curves.png", "loss.png", "accuracy.png"} <= set(pngs)
     assert (run / "plots" / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -154,6 +154,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except kt.errors.FatalError as exc:
         sys.stderr.write(f"{PROG}: error: {' '.join(str(exc).split())}\n")
         return 1
+    except RuntimeError as exc:
+        if "consecutive failures" not in str(exc):
+            raise
+        # KerasTuner stops after max_consecutive_failed_trials; the last trial's traceback is
+        # in its trial.json. Report the limit and the error line, not a Python traceback.
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        last = f"; last error: {lines[-1].strip()}" if len(lines) > 1 else ""
+        sys.stderr.write(f"{PROG}: error: {lines[0].rstrip('.')}{last}\n")
+        return 1
     if role == "worker":
         print(f"[deepline-tune] {os.environ.get('KERASTUNER_TUNER_ID')}: no trials left; "
               "worker done", flush=True)

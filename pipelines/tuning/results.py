@@ -50,8 +50,15 @@ def trial_rows(oracle, tune_dir: str | pathlib.Path) -> list[dict[str, Any]]:
             "continues": values.get("tuner/trial_id"),
             "tuner_id": info.get("tuner_id"),
             "rss_mb_at_start": info.get("rss_mb_at_start"),
+            "message": _last_line(trial.message),
         })
     return rows
+
+
+def _last_line(message: str | None) -> str | None:
+    """The error line of a failed trial's traceback (None for a trial that did not fail)."""
+    lines = [line for line in (message or "").splitlines() if line.strip()]
+    return lines[-1].strip() if lines else None
 
 
 def _cell(value: Any) -> str:

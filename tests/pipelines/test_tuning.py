@@ -382,3 +382,25 @@ def test_resuming_with_other_settings_is_refused_but_neutral_keys_may_change(dat
     with pytest.raises(ConfigError, match=r"objective: 'val_accuracy' → 'val_loss'"):
         _check_settings(tmp_path, _settings(SPEC, base, "random",
                                             kt.Objective("val_loss", "min"), fixed, 3))
+
+
+def test_failing_trials_stop_the_search_after_three(data_dir, tmp_path):
+    import json as _json
+
+    from pipelines.lenet5 import SPEC
+    from pipelines.tuning.search import run_search
+
+    def broken_data(config):  # every trial fails inside the trainer, after the checks
+        raise ValueError(f"no data for pooling={config.pooling}")
+
+    spec = dataclasses.replace(SPEC, make_datasets=broken_data)
+    with pytest.raises(RuntimeError, match="Number of consecutive failures exceeded the limit "
+                                           "of 3"):
+        run_search(spec, tiny_config(data_dir, run="broken"), tuner="random", max_trials=5,
+                   workdir=tmp_path)
+    trials = sorted((tmp_path / "runs" / "lenet5" / "tune-broken").glob("trial_*/trial.json"))
+    statuses = [_json.loads(p.read_text())["status"] for p in trials]
+    # Three FAILED trials end the search (KerasTuner raises before saving the last trial's
+    # final status, so that one still reads RUNNING on disk and is retried on a rerun).
+    assert statuses == ["FAILED", "FAILED", "RUNNING"], statuses
+    assert "ValueError: no data for pooling=" in _json.loads(trials[0].read_text())["message"]

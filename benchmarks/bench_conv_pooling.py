@@ -82,7 +82,7 @@ def rows(quick: bool) -> list[Row]:
                 (c_name, _train_step(c_layer, c_x)),
                 (b_name, _train_step(b_layer, b_x)),
                 goal,
-                warmup=5,
+                warmup=10,
                 repeats=repeats,
             )
         )

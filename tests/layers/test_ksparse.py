@@ -354,3 +354,32 @@ def test_schedule_bad_arguments_and_missing_layer():
     ae.compile(optimizer="sgd", loss="mse")
     with pytest.raises(ValueError, match="k_start=9"):
         ae.fit(np.zeros((2, 3)), verbose=0, callbacks=[KSparseSchedule(2, k_start=9)])
+
+
+def test_k_change_is_seen_by_an_xla_compiled_function():
+    layer = KSparse(k=2)
+    x = distinct_inputs((3, 9), seed=14)
+    layer.build(x.shape)
+    step = tf.function(lambda inputs: layer(inputs, training=True), jit_compile=True)
+    for k in (2, 6, 3):
+        layer.k = k
+        np.testing.assert_array_equal(step(tf.constant(x)), np_top_k(x, k))
+
+
+def test_schedule_under_mirrored_strategy_fit():
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
+    x = np.random.default_rng(15).random((8, 5)).astype("float32")
+    # ReductionToOneDevice: NCCL-free, and no collective instance keys shared with the
+    # strategies other tests in this process created.
+    strategy = tf.distribute.MirroredStrategy(
+        devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
+    with strategy.scope():
+        ae = KSparseAutoencoder(units=12, k=3)
+        ae.compile(optimizer="sgd", loss="mse")
+    record = _RecordK()
+    ae.fit(x, x, epochs=2, batch_size=8, verbose=0,
+           callbacks=[KSparseSchedule(k=3, k_start=9, fraction=1.0), record])
+    assert record.values == [9, 6]  # D = 2: 9 → 6, then the target 3 when training ends
+    assert ae.k == 3
+    np.testing.assert_array_equal((keras.ops.convert_to_numpy(ae.encode(x, training=True)) != 0)
+                                  .sum(-1), 3)

@@ -68,11 +68,13 @@ def _cell(value: Any) -> str:
 
 
 def format_table(rows: Sequence[dict[str, Any]], objective: str) -> str:
-    """A Markdown table: trial, each hyperparameter, [epochs], objective, status, tuner."""
+    """A Markdown table: trial, each hyperparameter, [tuner/epochs], objective, status, tuner."""
+    with_epochs = any(row["epochs"] is not None for row in rows)
     names: list[str] = []
     for row in rows:
         names.extend(k for k in row["hyperparameters"] if k not in names)
-    with_epochs = any(row["epochs"] is not None for row in rows)
+    if with_epochs:  # Hyperband: each trial's own budget replaces the pinned `epochs` value
+        names = [n for n in names if n != "epochs"]
     header = ["trial", *names, *(["tuner/epochs"] if with_epochs else []), objective,
               "status", "tuner"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -172,8 +172,13 @@ class KSparseAutoencoder(keras.Model):
     With ``x`` of shape ``(batch, input_dim)``, ``W`` of shape ``(input_dim, units)``::
 
         z  = x W + b                     (the paper's Wᵀx + b, row-vector convention)
-        z' = supp_k(z)                   (KSparse; alpha·k units at inference)
+        z' = supp_k(z)                   (KSparse)
         x̂  = z' Wᵀ + b'                  (tied; untied: z' W_dec + b', W_dec (units, input_dim))
+
+    ``call`` (the reconstruction) uses the k units the model is trained with in training AND
+    inference, so validation/test losses measure the trained objective. The paper's
+    ``alpha·k`` rule is an *encoding* rule for features: ``encode(x, training=False)`` returns
+    ``supp_{αk}(x W + b)`` (``encode(x, training=True)``: ``supp_k``).
 
     Train on the squared error ``‖x − x̂‖²`` as an ordinary Keras model:
     ``model.compile(optimizer, loss="mse")`` then ``model.fit(x, x)`` — or ``model.fit(x)``: when
@@ -184,8 +189,8 @@ class KSparseAutoencoder(keras.Model):
     Args:
         units: hidden units (1000 in the paper's MNIST experiments).
         k: units kept per example during training (:class:`KSparse`).
-        alpha: inference multiplier: ``encode``/``call`` with ``training=False`` keep
-            ``min(units, round(alpha·k))`` units.
+        alpha: encoding multiplier: ``encode(x, training=False)`` keeps
+            ``min(units, round(alpha·k))`` units (the reconstruction always uses k).
         tied_weights: decoder uses ``Wᵀ`` (True, the paper) or its own ``W_dec`` (False).
         kernel_initializer, bias_initializer: for ``W`` (and ``W_dec``) and for ``b``, ``b'``.
         **kwargs: base model keyword arguments (``name``, ``dtype``, ...).
@@ -201,6 +206,7 @@ class KSparseAutoencoder(keras.Model):
         >>> ae.compile(optimizer="adam", loss="mse")
         >>> ae.fit(x, x, epochs=10, callbacks=[KSparseSchedule(k=25, k_start=100)])
         >>> codes = ae.encode(x)          # (batch, 1000), alpha·k non-zeros per row
+        >>> x_hat = ae(x)                 # reconstruction from the k largest
     """
 
     def __init__(
@@ -285,7 +291,9 @@ class KSparseAutoencoder(keras.Model):
         return ops.matmul(code, decoder) + ops.cast(self.decoder_bias, dtype)
 
     def call(self, inputs, training=None):
-        return self.decode(self.encode(inputs, training=bool(training)))
+        # The reconstruction uses k units in both modes (KSparse's training-time rule); alpha·k
+        # applies to `encode(..., training=False)` only.
+        return self.decode(self.encode(inputs, training=True))
 
     def compute_output_shape(self, input_shape):
         return input_shape

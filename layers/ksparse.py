@@ -153,16 +153,19 @@ class KSparse(keras.layers.Layer):
 def top_k_mask(z, k):
     """Boolean mask of the k largest entries of ``z`` along the last axis (lower index wins ties).
 
-    ``t`` = the k-th largest value per row; keep ``z_i > t``, and of the entries equal to ``t`` keep
-    the first ``k − #{z > t}`` by index. ``k`` may be a tensor (no retrace when it changes).
+    ``top_k`` returns the indices of the k largest per row (equal values: the lower index comes
+    first), and the mask is those indices scattered into a ``False`` array of ``z``'s shape.
+    ``k`` may be a tensor (no retrace when it changes).
     """
-    values, _ = ops.top_k(z, k, sorted=True)
-    threshold = values[..., -1:]
-    greater = ops.greater(z, threshold)
-    equal = ops.equal(z, threshold)
-    n_greater = ops.sum(ops.cast(greater, "int32"), axis=-1, keepdims=True)
-    equal_rank = ops.cumsum(ops.cast(equal, "int32"), axis=-1)  # 1-based rank among ties
-    return ops.logical_or(greater, ops.logical_and(equal, equal_rank <= k - n_greater))
+    shape = ops.shape(z)
+    units = shape[-1]
+    flat = ops.reshape(z, (-1, units))
+    _, indices = ops.top_k(flat, k, sorted=True)
+    rows = ops.broadcast_to(ops.expand_dims(ops.arange(ops.shape(flat)[0]), 1),
+                            ops.shape(indices))
+    pairs = ops.reshape(ops.stack([rows, ops.cast(indices, rows.dtype)], axis=-1), (-1, 2))
+    mask = ops.scatter(pairs, ops.ones((ops.shape(pairs)[0],), "bool"), ops.shape(flat))
+    return ops.reshape(mask, shape)
 
 
 @keras.saving.register_keras_serializable(package="deepline")

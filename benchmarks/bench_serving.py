@@ -39,6 +39,9 @@ import numpy as np
 from benchmarks.common import Row
 
 MODEL = "lenet5_bench"
+# Server-side batching for the "batching on" runs (TF Serving's BatchingParameters text proto).
+BATCHING_PARAMETERS = ("max_batch_size { value: 32 }\nbatch_timeout_micros { value: 0 }\n"
+                       "max_enqueued_batches { value: 1000 }\nnum_batch_threads { value: 1 }\n")
 
 
 def _free_port() -> int:
@@ -175,8 +178,14 @@ def load(protocol: str, port: int, clients: int, seconds: float, warmup: float =
     for w in workers:
         w.start()
     try:
-        for _ in workers:
-            if not ready.acquire(timeout=300):
+        deadline = time.monotonic() + 300
+        started = 0
+        while started < len(workers):
+            if ready.acquire(timeout=0.5):
+                started += 1
+            elif any(not w.is_alive() for w in workers):
+                raise RuntimeError("a load generator process died during start-up")
+            elif time.monotonic() > deadline:
                 raise RuntimeError("load generator processes did not start in 300 s")
         go.set()
         parts = [results.get(timeout=seconds + warmup + 120) for _ in workers]
@@ -205,8 +214,7 @@ def server_process(base: str, batching: bool, root: str):
     if batching:
         params = os.path.join(root, "batching.config")
         with open(params, "w") as f:
-            f.write("max_batch_size { value: 32 }\nbatch_timeout_micros { value: 0 }\n"
-                    "max_enqueued_batches { value: 1000 }\nnum_batch_threads { value: 2 }\n")
+            f.write(BATCHING_PARAMETERS)
         args += ["--enable_batching", f"--batching_parameters_file={params}"]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)

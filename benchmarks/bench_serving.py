@@ -70,6 +70,11 @@ def build_and_export(root: str) -> str:
     return os.path.join(root, MODEL)
 
 
+def _pixels(batch: int) -> np.ndarray:
+    """Raw MNIST-like pixels: integer values 0..255 as float32 (what clients send)."""
+    return np.random.default_rng(batch).integers(0, 256, (batch, 28, 28, 1)).astype(np.float32)
+
+
 # -- in-process baseline ------------------------------------------------------------------------
 def in_process(base: str, seconds: float) -> dict:
     import tensorflow as tf
@@ -78,8 +83,7 @@ def in_process(base: str, seconds: float) -> dict:
     fn = tf.saved_model.load(os.path.join(base, str(version))).signatures["serving_default"]
     out = {}
     for batch in (1, 32):
-        image = tf.constant(np.random.default_rng(0).uniform(0, 255, (batch, 28, 28, 1))
-                            .astype(np.float32))
+        image = tf.constant(_pixels(batch))
         for _ in range(20):
             fn(image=image)["probabilities"].numpy()
         lat = []
@@ -98,7 +102,7 @@ def _client_worker(protocol, port, threads, seconds, warmup, ready, go, results)
     """One load-generator process: ``threads`` closed-loop clients; latencies → ``results``."""
     import threading
 
-    image = np.random.default_rng(1).uniform(0, 255, (1, 28, 28, 1)).astype(np.float32)
+    image = _pixels(1)
     lat: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()

@@ -130,7 +130,12 @@ def _client_worker(protocol, port, threads, seconds, warmup, ready, go, results)
         path = f"/v1/models/{MODEL}:predict"
 
         def open_state():
-            return http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            # TCP_NODELAY like requests/urllib3: http.client sends headers and a large body in
+            # two writes, which Nagle + delayed ACK would otherwise stall by up to 200 ms.
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.connect()
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return conn
 
         def send(conn):
             conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})

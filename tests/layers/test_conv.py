@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import functools
 import itertools
 
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from layers.conv import Conv1D, Conv2D
 from tests.layers import checks
@@ -213,22 +211,8 @@ def test_jit_compile(name):
     checks.check_jit_compile(make, x)
 
 
-@pytest.fixture
-def one_device_reduction(monkeypatch):
-    """MirroredStrategy with ReductionToOneDevice instead of collective all-reduce.
-
-    With the default (collective) reduction, the second MirroredStrategy created in one process
-    on the two logical CPUs aborts with "Shape mismatch in the collective instance 100"
-    (collective instance keys restart per strategy), so two mirrored checks in one test
-    session fail. Reported to the lead; this keeps the shared check usable meanwhile.
-    """
-    strategy = functools.partial(tf.distribute.MirroredStrategy,
-                                 cross_device_ops=tf.distribute.ReductionToOneDevice())
-    monkeypatch.setattr(tf.distribute, "MirroredStrategy", strategy)
-
-
 @pytest.mark.parametrize("name", list(FACTORIES))
-def test_mirrored_fit(name, one_device_reduction):
+def test_mirrored_fit(name):
     make, x = FACTORIES[name]
     checks.check_mirrored_fit(make, x)
 

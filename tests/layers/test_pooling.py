@@ -3,7 +3,6 @@ and zero-window conventions, contract checks."""
 
 from __future__ import annotations
 
-import functools
 import itertools
 
 import keras
@@ -315,18 +314,8 @@ def test_jit_compile(name):
     checks.check_jit_compile(make, x)
 
 
-@pytest.fixture
-def one_device_reduction(monkeypatch):
-    """MirroredStrategy with ReductionToOneDevice: the default collective all-reduce aborts on
-    the second strategy created in one process ("Shape mismatch in the collective instance");
-    see tests/layers/test_conv.py."""
-    strategy = functools.partial(tf.distribute.MirroredStrategy,
-                                 cross_device_ops=tf.distribute.ReductionToOneDevice())
-    monkeypatch.setattr(tf.distribute, "MirroredStrategy", strategy)
-
-
 @pytest.mark.parametrize("name", list(FACTORIES))
-def test_mirrored_fit(name, one_device_reduction):
+def test_mirrored_fit(name):
     make, x = FACTORIES[name]
     checks.check_mirrored_fit(make, x)
 

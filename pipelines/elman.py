@@ -663,22 +663,11 @@ def after_training(config: ElmanConfig, model, run_dir) -> dict[str, float | str
 
 
 def train(config: ElmanConfig, workdir: str | os.PathLike = ".", **kwargs):
-    """Core :func:`pipelines.trainer.train`, then the task extras (samples.txt, plots, extra
-    metrics merged into ``metrics.json`` under ``"elman"``). Returns the TrainResult."""
-    import json
-
-    from pipelines.rundir import write_json_atomic
+    """:func:`pipelines.trainer.train` with this pipeline's spec; its ``evaluate`` hook
+    (:func:`after_training`) writes samples.txt/plots and the extra metrics."""
     from pipelines.trainer import train as core_train
 
-    result = core_train(config, workdir, spec=SPEC, **kwargs)
-    extra = after_training(config, result.model, result.run_dir)
-    metrics_path = pathlib.Path(result.run_dir) / "metrics.json"
-    if metrics_path.exists():
-        payload = json.loads(metrics_path.read_text())
-        payload["elman"] = extra
-        write_json_atomic(metrics_path, payload)
-    result.metrics.update({k: v for k, v in extra.items() if isinstance(v, float)})
-    return result
+    return core_train(config, workdir, spec=SPEC, **kwargs)
 
 
 SPEC = PipelineSpec(
@@ -691,6 +680,7 @@ SPEC = PipelineSpec(
     export_model=build_export_model,
     export_kwargs=export_kwargs,
     search_space=search_space,
+    evaluate=after_training,
     monitor="val_loss",
     monitor_mode="min",
     description="Elman RNN sequence models: char_lm, word_boundary, seq_mnist, temporal_xor, "

@@ -31,7 +31,6 @@ Entry points: :func:`train` (core trainer + :func:`evaluate`, merged into ``metr
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import pathlib
 from collections.abc import Sequence
@@ -361,26 +360,18 @@ def plot_reconstructions(inputs: np.ndarray, reconstructions: np.ndarray, path: 
 
 
 # -- entry points ------------------------------------------------------------------------------
+def evaluate_run(config: KSparseConfig, model: keras.Model, run_dir: str | os.PathLike
+                 ) -> dict[str, float]:
+    """The spec's ``evaluate`` hook: :func:`evaluate` with plots into ``<run dir>/plots/``."""
+    return evaluate(config, model, pathlib.Path(run_dir) / "plots")
+
+
 def train(config: KSparseConfig, workdir: str | os.PathLike = ".", **kwargs):
-    """The core trainer, then :func:`evaluate`: metrics merged into the result, ``metrics.json``
-    (``metrics`` and ``test``) and plots into ``<run dir>/plots/``. Returns the TrainResult."""
-    from pipelines.rundir import write_json_atomic
+    """:func:`pipelines.trainer.train` with this pipeline's spec (the classifier, metrics and
+    plots come from its ``evaluate`` hook). Returns the TrainResult."""
     from pipelines.trainer import train as core_train
 
-    result = core_train(config, workdir, spec=SPEC, **kwargs)
-    metrics_path = pathlib.Path(result.run_dir) / "metrics.json"
-    if not metrics_path.exists():  # not the chief of a multi-worker run: nothing to report
-        return result
-    extra = evaluate(config, result.model, pathlib.Path(result.run_dir) / "plots")
-    result.metrics.update(extra)
-    data = json.loads(metrics_path.read_text())
-    data.setdefault("metrics", {}).update(extra)
-    data.setdefault("test", {}).update({k: v for k, v in extra.items() if k.startswith("test_")})
-    write_json_atomic(metrics_path, data)
-    if config.verbose:
-        print("[deepline] ksparse: " + ", ".join(f"{k}={v:.4f}" for k, v in extra.items()),
-              flush=True)
-    return result
+    return core_train(config, workdir, spec=SPEC, **kwargs)
 
 
 SWEEP_COLUMNS = ("test_reconstruction_mse", "test_classification_error",
@@ -468,6 +459,7 @@ SPEC = PipelineSpec(
     build_loss=build_loss,
     build_callbacks=build_callbacks,
     export_model=build_export_model,
+    evaluate=evaluate_run,
     export_kwargs=export_kwargs,
     search_space=search_space,
     monitor="val_loss",

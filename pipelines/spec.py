@@ -50,6 +50,13 @@ Contract of the hooks (``C`` is the pipeline's :class:`~pipelines.config.TrainCo
     them with ``dataclasses.replace`` (so config validation applies) and builds/trains from the
     resulting config. Declared next to the pipeline's config dataclass.
 
+``evaluate(config: C, model, run_dir: pathlib.Path) -> dict``   (default: none)
+    Pipeline-specific evaluation run once by the trainer on the chief after the test split
+    (e.g. ksparse's logistic regression on the codes, elman's samples and error plots): it may
+    write files into ``run_dir`` (``plots/``, ``samples.txt``); numeric values it returns are
+    merged into the run's metrics (``test_*`` ones into ``test`` too), and the whole dict is
+    stored under ``"evaluation"`` in ``metrics.json``.
+
 ``monitor``: the metric name summarised by sweeps and tuners (e.g. ``"val_accuracy"``), and
 ``monitor_mode``: ``"max"`` or ``"min"``.
 """
@@ -108,6 +115,7 @@ class PipelineSpec:
     build_callbacks: Callable[[Any, Any], list] = _no_callbacks
     export_model: Callable[[Any, Any], Any] | None = None
     export_kwargs: Callable[[Any, Datasets], dict] = _no_export_kwargs
+    evaluate: Callable[[Any, Any, Any], dict] | None = None
     search_space: Callable[[Any], dict] | None = None
     monitor: str = "val_loss"
     monitor_mode: Literal["min", "max"] = "min"

@@ -247,6 +247,16 @@ def _train(spec, config, workdir, run_dir, strategy, chief, hp, extra_callbacks)
     final.update(test_logs)
 
     export_path = None
+    evaluation: dict = {}
+    if chief and spec.evaluate is not None:
+        evaluation = dict(spec.evaluate(config, model, run_dir.root))
+        numeric = {k: float(v) for k, v in evaluation.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        final.update(numeric)
+        test_logs.update({k: v for k, v in numeric.items() if k.startswith("test_")})
+        if config.verbose:
+            print(f"[deepline] {spec.name} evaluation: "
+                  + ", ".join(f"{k}={v:.4f}" for k, v in numeric.items()), flush=True)
     if chief:
         plot_history(history, run_dir.plots)
         previous = _previous_export(run_dir) if finished_before else None
@@ -257,7 +267,7 @@ def _train(spec, config, workdir, run_dir, strategy, chief, hp, extra_callbacks)
             if config.verbose:
                 print(f"[deepline] exported {export_path}", flush=True)
         _write_metrics(run_dir, spec, config, state, final, test_logs, steps_per_epoch,
-                       resumed_from, export_path, started, strategy)
+                       resumed_from, export_path, started, strategy, evaluation)
     return TrainResult(
         run_dir=run_dir.root, config=config, metrics=final, history=history,
         global_step=int(state.global_step.numpy()), resumed_from_step=resumed_from,
@@ -267,7 +277,7 @@ def _train(spec, config, workdir, run_dir, strategy, chief, hp, extra_callbacks)
 
 
 def _write_metrics(run_dir, spec, config, state, metrics, test_logs, steps_per_epoch,
-                   resumed_from, export_path, started, strategy) -> None:
+                   resumed_from, export_path, started, strategy, evaluation=None) -> None:
     write_json_atomic(run_dir.metrics_json, {
         "pipeline": spec.name,
         "run": config.run,
@@ -285,5 +295,6 @@ def _write_metrics(run_dir, spec, config, state, metrics, test_logs, steps_per_e
         "jit_compile": bool(config.jit_compile),
         "train_time_s": time.perf_counter() - started,
         "export_path": str(export_path) if export_path else None,
+        "evaluation": evaluation or {},
         "history": state.history,
     })

@@ -72,7 +72,7 @@ def test_char_lm_bits_per_char_and_samples(char_run):
     samples = (result.run_dir / "samples.txt").read_text(encoding="utf-8")
     assert samples.startswith("the ") and len(samples) == len("the ") + 37 + 1  # + newline
     assert set(samples[4:-1]) <= set(vocab[1:])
-    assert payload["elman"]["sample_temperature"] == 0.5
+    assert payload["evaluation"]["sample_temperature"] == 0.5
 
 
 def test_sampling_with_temperature(char_run):
@@ -132,7 +132,7 @@ def test_word_boundary_error_peaks_at_onsets(tmp_path):
     result = elman.train(config, tmp_path)
     plot = result.run_dir / "plots" / "word_boundary_error.png"
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    extra = json.loads((result.run_dir / "metrics.json").read_text())["elman"]
+    extra = json.loads((result.run_dir / "metrics.json").read_text())["evaluation"]
     # After brief training the letters inside a word are predictable, the next word is not.
     assert extra["onset_error_bits"] > extra["mid_word_error_bits"] + 0.5
 
@@ -165,7 +165,7 @@ def test_elman_vector_tasks_train_and_plot(tmp_path, task):
     config = _config(task=task, epochs=1, num_sequences=(64, 8, 8), run=task)
     result = elman.train(config, tmp_path)
     assert (result.run_dir / "plots" / f"{task}_error.png").exists()
-    extra = json.loads((result.run_dir / "metrics.json").read_text())["elman"]
+    extra = json.loads((result.run_dir / "metrics.json").read_text())["evaluation"]
     assert 0.0 <= extra["predictable_error"] <= 1.0
     assert 0.0 <= result.metrics["val_bit_accuracy"] <= 1.0
 

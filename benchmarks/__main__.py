@@ -1,7 +1,7 @@
 """`python -m benchmarks [SUITE ...] [--quick]` — run benchmark suites, print and save their tables.
 
-Each suite gathers rows from modules that expose ``rows(quick: bool) -> list[benchmarks.common.Row]``
-and writes ``benchmarks/results/<suite>.md``.
+Each suite gathers rows from modules that expose
+``rows(quick: bool) -> list[benchmarks.common.Row]`` and writes ``benchmarks/results/<suite>.md``.
 """
 
 from __future__ import annotations
@@ -26,8 +26,14 @@ SUITES: dict[str, tuple[str, list[str]]] = {
             "benchmarks.bench_ksparse",
         ],
     ),
-    "pipelines": ("Pipelines: input throughput and time to accuracy", ["benchmarks.bench_pipelines"]),
-    "serving": ("Serving: throughput and latency vs in-process inference", ["benchmarks.bench_serving"]),
+    "pipelines": (
+        "Pipelines: input throughput and time to accuracy",
+        ["benchmarks.bench_pipelines"],
+    ),
+    "serving": (
+        "Serving: throughput and latency vs in-process inference",
+        ["benchmarks.bench_serving"],
+    ),
 }
 RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results"
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 @dataclasses.dataclass(frozen=True)
 class Row:
-    """One benchmark table row: ``ratio = candidate / baseline`` of median times (or of a metric)."""
+    """One table row: ``ratio = candidate / baseline`` of median times (or of a metric)."""
 
     name: str
     candidate: str
@@ -73,8 +73,9 @@ def time_ratio_row(
 def machine_description() -> str:
     import os
 
-    return f"{platform.node() or 'unknown'}: {platform.processor() or platform.machine()}, " \
-        f"{os.cpu_count()} CPU cores, {platform.python_implementation()} {platform.python_version()}"
+    cpu = platform.processor() or platform.machine()
+    python = f"{platform.python_implementation()} {platform.python_version()}"
+    return f"{platform.node() or 'unknown'}: {cpu}, {os.cpu_count()} CPU cores, {python}"
 
 
 def markdown_table(title: str, rows: Sequence[Row]) -> str:

@@ -24,8 +24,10 @@ paper's Figure 1) and ``plots/reconstructions.png`` (test inputs above their rec
 Export: ``image`` (raw pixels) → ``reconstruction`` (float32 [28, 28, 1], 0–255 scale, from the
 k largest) and ``code`` (float32 [units], the αk encoding), ``task=None``.
 
-Entry points: :func:`train` (core trainer + :func:`evaluate`, merged into ``metrics.json``) and
-:func:`sweep` — ``python -m pipelines.ksparse --sweep k=10,25,40,70`` — see :func:`main`.
+Entry points: ``deepline-train ksparse`` (the core trainer; :func:`evaluate_run` is the spec's
+``evaluate`` hook, merged into ``metrics.json``) and the paper's sweep,
+``deepline-train ksparse --sweep k=10,25,40,70`` (one run per k and a summary table of every
+run's metrics in ``runs/ksparse/sweeps/``).
 """
 
 from __future__ import annotations
@@ -33,8 +35,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
-from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
 import keras
 import numpy as np
@@ -50,9 +51,8 @@ __all__ = [
     "make_datasets",
     "build_export_model",
     "evaluate",
+    "evaluate_run",
     "train",
-    "sweep",
-    "main",
     "SPEC",
 ]
 
@@ -374,83 +374,6 @@ def train(config: KSparseConfig, workdir: str | os.PathLike = ".", **kwargs):
     return core_train(config, workdir, spec=SPEC, **kwargs)
 
 
-SWEEP_COLUMNS = ("test_reconstruction_mse", "test_classification_error",
-                 "train_classification_error", "active_units")
-
-
-def sweep(ks: Sequence[int], base_config: KSparseConfig, workdir: str | os.PathLike = "."
-          ) -> dict[str, Any]:
-    """Train one run per k (run ``<run>-k-<k>``) and write the summary table.
-
-    Writes ``runs/ksparse/sweeps/<run>-k.json`` and ``.md`` (one row per k: reconstruction MSE,
-    classification error, active units) and returns the summary dict.
-    """
-    from pipelines.rundir import write_json_atomic
-
-    if not ks:
-        raise ValueError("ks must list at least one k; received ks=[]")
-    configs = [dataclasses.replace(base_config, k=int(k), run=f"{base_config.run}-k-{k}")
-               for k in ks]  # validates every k before the first run trains
-    rows = []
-    for cfg in configs:
-        result = train(cfg, workdir)
-        rows.append({"k": cfg.k, "run": cfg.run, "run_dir": str(result.run_dir),
-                     "metrics": result.metrics,
-                     "export_path": str(result.export_path) if result.export_path else None})
-    summary = {"pipeline": "ksparse", "key": "k", "values": [c.k for c in configs], "runs": rows}
-    out = pathlib.Path(workdir).resolve() / "runs" / "ksparse" / "sweeps"
-    write_json_atomic(out / f"{base_config.run}-k.json", summary)
-    lines = [f"# k-sparse autoencoder sweep of k ({base_config.dataset}, "
-             f"{base_config.units} units, alpha={base_config.alpha})", "",
-             "| k | " + " | ".join(SWEEP_COLUMNS) + " |", "|---" * (1 + len(SWEEP_COLUMNS)) + "|"]
-    for row in rows:
-        cells = [f"{row['metrics'][c]:.4f}" if c in row["metrics"] else "" for c in SWEEP_COLUMNS]
-        lines.append(f"| {row['k']} | " + " | ".join(cells) + " |")
-    (out / f"{base_config.run}-k.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines), flush=True)
-    return summary
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m pipelines.ksparse [--sweep k=10,25,40,70] [--set KEY=VALUE ...] [--config F]
-    [--run NAME] [--workdir DIR]`` — train (with the classifier and plots), or sweep k."""
-    import argparse
-
-    from pipelines.cli import build_config
-    from pipelines.config import parse_override
-
-    parser = argparse.ArgumentParser(prog="python -m pipelines.ksparse",
-                                     description=main.__doc__.split("—")[1].strip())
-    parser.add_argument("--config", metavar="FILE")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE")
-    parser.add_argument("--run", metavar="NAME")
-    parser.add_argument("--workdir", default=".", metavar="DIR")
-    parser.add_argument("--sweep", metavar="k=V1,V2,...", help="train once per k")
-    args = parser.parse_args(argv)
-    try:
-        config = build_config("ksparse", config_path=args.config, overrides=args.overrides,
-                              run=args.run)
-        ks = None
-        if args.sweep:
-            key, raw = parse_override(args.sweep)
-            if key != "k":
-                raise ConfigError(f"--sweep sweeps 'k' here, received {key!r}")
-            try:
-                ks = [int(v) for v in raw.split(",") if v.strip()]
-            except ValueError:
-                raise ConfigError(f"--sweep k= needs integers, received {raw!r}") from None
-            for k in ks:
-                dataclasses.replace(config, k=k)
-    except ConfigError as exc:
-        parser.exit(2, f"{parser.prog}: error: {exc}\n")
-    if ks:
-        sweep(ks, config, args.workdir)
-    else:
-        train(config, args.workdir)
-    return 0
-
-
 SPEC = PipelineSpec(
     name="ksparse",
     config_class=KSparseConfig,
@@ -467,9 +390,3 @@ SPEC = PipelineSpec(
     description="k-sparse autoencoder on MNIST + logistic regression on its alpha*k codes",
 )
 
-
-if __name__ == "__main__":
-    # Run the registered module's main (not this __main__ copy), so SPEC and configs agree.
-    from pipelines.ksparse import main as _main
-
-    raise SystemExit(_main())

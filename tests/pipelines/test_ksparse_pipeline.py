@@ -10,6 +10,8 @@ import pytest
 import tensorflow as tf
 
 from pipelines import ksparse
+from pipelines.cli import main as cli_main
+from pipelines.cli import run_sweep
 from pipelines.config import ConfigError, apply_overrides
 from pipelines.registry import get_spec
 
@@ -128,8 +130,9 @@ def test_evaluate_matches_a_numpy_recomputation(data_dir, tmp_path):
 
 
 def test_sweep_over_two_k_values(data_dir, tmp_path):
+    """The paper's sweep goes through the core's --sweep: each run gets the ksparse evaluation."""
     base = tiny_config(data_dir, epochs=1, max_train_examples=64, export=False, run="s")
-    summary = ksparse.sweep([3, 6], base, tmp_path)
+    summary = run_sweep(base, "k", [3, 6], tmp_path)
     assert summary["values"] == [3, 6]
     assert [row["run"] for row in summary["runs"]] == ["s-k-3", "s-k-6"]
     for row in summary["runs"]:
@@ -138,16 +141,13 @@ def test_sweep_over_two_k_values(data_dir, tmp_path):
     table = (tmp_path / "runs" / "ksparse" / "sweeps" / "s-k.md").read_text()
     assert "| 3 |" in table and "| 6 |" in table and "test_classification_error" in table
     saved = json.loads((tmp_path / "runs" / "ksparse" / "sweeps" / "s-k.json").read_text())
-    assert [row["k"] for row in saved["runs"]] == [3, 6]
-    with pytest.raises(ValueError, match="k"):
-        ksparse.sweep([3, 99], base, tmp_path)  # 99 > units: rejected before training
+    assert [row["value"] for row in saved["runs"]] == [3, 6]
 
 
-def test_cli_rejects_a_bad_sweep(capsys):
+@pytest.mark.parametrize("sweep, named", [("k=3,1001", "1001"), ("k=3,abc", "abc")])
+def test_cli_rejects_a_bad_sweep_before_training(sweep, named, capsys, tmp_path):
     with pytest.raises(SystemExit) as info:
-        ksparse.main(["--sweep", "units=1,2"])
+        cli_main(["ksparse", "--sweep", sweep, "--workdir", str(tmp_path)])
     assert info.value.code == 2
-    assert "units" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        ksparse.main(["--sweep", "k=3,abc"])
-    assert "integers" in capsys.readouterr().err
+    assert named in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()  # rejected before the first run trained

@@ -118,6 +118,9 @@ class ElmanConfig(TrainConfig):
         "letter_sequences 20, seq_mnist 128)",
         min=1,
     )
+    activation: Literal["tanh", "relu"] = option(
+        "tanh", "recurrent activation g in h_t = g(x_t W_x + h_{t-1} W_h + b)"
+    )
     embedding_dim: int = option(64, "char_lm/word_boundary: character embedding size", min=1)
     dropout: float = option(0.0, "dropout on the RNN inputs", min=0.0, max=0.95)
     epochs: int = option(20, "number of passes over the training split", min=1)
@@ -175,6 +178,7 @@ def search_space(hp) -> dict:
     hyperparameter values                                   config key
     ============== ======================================= =================
     units          32, 64, 128, 256                        ``units``
+    activation     tanh, relu                              ``activation``
     embedding_dim  16, 32, 64 (token tasks)                ``embedding_dim``
     learning_rate  log-uniform in [3e-4, 3e-2]             ``learning_rate``
     dropout        0, 0.1, 0.2, 0.3                        ``dropout``
@@ -182,6 +186,7 @@ def search_space(hp) -> dict:
     """
     return {
         "units": hp.Choice("units", [32, 64, 128, 256], default=128),
+        "activation": hp.Choice("activation", ["tanh", "relu"], default="tanh"),
         "embedding_dim": hp.Choice("embedding_dim", [16, 32, 64], default=64),
         "learning_rate": hp.Float("learning_rate", 3e-4, 3e-2, sampling="log", default=3e-3),
         "dropout": hp.Choice("dropout", [0.0, 0.1, 0.2, 0.3], default=0.0),
@@ -310,7 +315,8 @@ def build_model(config: ElmanConfig, hp=None):
     task = config.task
     units = int(_hp(config, hp, "units", config.resolved_units))
     dropout = float(_hp(config, hp, "dropout", config.dropout))
-    rnn_kwargs = {"dropout": dropout, "seed": config.seed, "name": "elman"}
+    rnn_kwargs = {"activation": config.activation, "dropout": dropout, "seed": config.seed,
+                  "name": "elman"}
     if task in TOKEN_TASKS:
         vocab_size = len(vocabulary(config))
         emb = int(_hp(config, hp, "embedding_dim", config.embedding_dim))

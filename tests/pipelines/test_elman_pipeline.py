@@ -55,9 +55,20 @@ def test_registered_with_a_search_space():
     assert get_spec("elman") is elman.SPEC
     hp = keras_tuner.HyperParameters()
     overrides = elman.SPEC.search_space(hp)
-    assert overrides == {"units": 128, "embedding_dim": 64, "learning_rate": 3e-3, "dropout": 0.0}
+    assert overrides == {"units": 128, "activation": "tanh", "embedding_dim": 64,
+                         "learning_rate": 3e-3, "dropout": 0.0}
     config = dataclasses.replace(elman.ElmanConfig(task="word_boundary"), **overrides)
     assert config.resolved_units == 128
+
+
+def test_activation_is_a_config_choice():
+    import dataclasses
+
+    config = elman.ElmanConfig(task="temporal_xor", activation="relu")
+    model = elman.build_model(config)
+    assert model.get_layer("elman").get_config()["activation"] == "relu"
+    with pytest.raises(ConfigError, match="activation.*sigmoid"):
+        dataclasses.replace(config, activation="sigmoid")
 
 
 def test_char_lm_bits_per_char_and_samples(char_run):

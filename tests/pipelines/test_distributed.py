@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -13,6 +12,7 @@ import tensorflow as tf
 from pipelines.strategy import cluster_spec_from_env, is_chief, select_strategy
 from pipelines.trainer import train
 from tests.pipelines._helpers import HERE, mnist5k_dir, tiny_config  # noqa: F401
+from tests.ports import free_ports
 
 
 def test_select_strategy_rules():
@@ -58,18 +58,8 @@ def test_mirrored_matches_single_device(tmp_path, mnist5k_dir):  # noqa: F811
         assert mirrored.metrics[key] == pytest.approx(single.metrics[key], rel=1e-4, abs=1e-5)
 
 
-def _free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def test_multi_worker_two_processes(tmp_path, mnist5k_dir):  # noqa: F811
-    workers = [f"localhost:{p}" for p in _free_ports(2)]
+    workers = [f"localhost:{p}" for p in free_ports(2)]
     procs = []
     try:
         for index in range(2):

@@ -11,12 +11,13 @@ import os
 import pathlib
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
+
+from tests.ports import free_port
 
 TIMEOUT_S = 240
 
@@ -71,12 +72,6 @@ def completed_trials(tune_dir: pathlib.Path) -> set[str]:
         if trial.get("status") == "COMPLETED":
             done.add(trial["trial_id"])
     return done
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_kill_9_then_rerun_does_not_rerun_completed_trials(data_dir, tmp_path):

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from serving.server import ModelServer, parse_flags
+from tests.ports import free_port
 
 CLASSIFY = "tensorflow/serving/classify"
 REGRESS = "tensorflow/serving/regress"
@@ -98,12 +98,6 @@ def save_toy(path: str, version: int) -> str:
     tf.saved_model.save(m, path, signatures={k: f.get_concrete_function() for k, f in sigs.items()})
     set_methods(path, {"classify": CLASSIFY, "regress": REGRESS})
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

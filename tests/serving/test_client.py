@@ -2,7 +2,6 @@
 
 import base64
 import json
-import socket
 
 import numpy as np
 import pytest
@@ -21,6 +20,7 @@ from serving.transport import (
     rest_classify_body,
     rest_predict_body,
 )
+from tests.ports import free_port
 
 F32 = np.dtype("float32")
 IMAGE_SIG = SignatureInfo(
@@ -198,15 +198,9 @@ def test_format_result_text_and_json():
     }
 
 
-def _closed_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("protocol", ["grpc", "rest"])
 def test_unreachable_server_is_a_clear_error(capsys, protocol):
-    port = _closed_port()
+    port = free_port()  # nothing listens on it
     code = client.main([
         "--protocol", protocol, "--server", f"127.0.0.1:{port}", "--rest", f"127.0.0.1:{port}",
         "--model_name", "lenet5", "--json", "[[1.0]]", "--timeout", "5",

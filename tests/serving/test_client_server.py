@@ -1,7 +1,6 @@
 """deepline-query against the project's embedded model server serving an export_model version."""
 
 import json
-import socket
 
 import keras
 import numpy as np
@@ -10,14 +9,9 @@ from PIL import Image
 
 from serving import client
 from serving.export import export_model
+from tests.ports import free_port
 
 CLASSES = ["zero", "one", "two", "three"]
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +26,7 @@ def served(tmp_path_factory):
     export_model(model, base, "lenet5", task="classification", class_names=CLASSES)
     server = ModelServer(parse_flags([
         "--model_name=lenet5", f"--model_base_path={base / 'lenet5'}", "--port=0",
-        f"--rest_api_port={_free_port()}", "--file_system_poll_wait_seconds=0",
+        f"--rest_api_port={free_port()}", "--file_system_poll_wait_seconds=0",
     ]))
     server.start()
     try:

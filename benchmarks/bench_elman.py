@@ -6,10 +6,11 @@ every weight (what a training step needs). Rows report ``ElmanRNN time / SimpleR
 (medians of interleaved runs); the goal "ElmanRNN at least 1.5x faster" is ``<= 0.667``.
 
 Variants: plain graph mode for both (Keras's default on a CPU-only machine), XLA
-(``jit_compile=True``) for both, ElmanRNN under XLA against SimpleRNN in graph mode, and a bound:
-a program doing only the matrix products any exact BPTT step needs (forward and backward
-recurrent chains of ``(batch, units) @ (units, units)``, ``∂W_h``, ``x W_x``, ``∂W_x``) against
-SimpleRNN. The bound shows how far below SimpleRNN any implementation can go on this machine.
+(``jit_compile=True``) for both, ElmanRNN under XLA against SimpleRNN in graph mode; ElmanRNN with
+its batch in parallel chains (the default) against ElmanRNN with one chain; and a bound: a program
+doing only the matrix products any exact BPTT step needs (forward and backward recurrent chains
+of ``(rows, units) @ (units, units)`` over the same row blocks, ``∂W_h``, ``x W_x``, ``∂W_x``)
+against SimpleRNN. The bound shows how far below SimpleRNN this design can go on this machine.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks.common import Row, time_ratio_row
-from layers import ElmanRNN
+from layers import ElmanRNN, _elman_recurrence
 
 GOAL = "<= 0.667"  # candidate time / baseline time, i.e. ElmanRNN >= 1.5x faster
 
 
-def _train_step(layer, x, jit_compile: bool):
+def _train_step(layer, x, jit_compile: bool, chains: int | None = None):
+    """The step, traced now; ``chains`` overrides ElmanRNN's ``default_chains`` while tracing."""
     @tf.function(jit_compile=jit_compile)
     def step():
         with tf.GradientTape() as tape:
@@ -36,14 +38,24 @@ def _train_step(layer, x, jit_compile: bool):
         loss, grads = step()
         return [g.numpy() for g in grads], loss.numpy()
 
+    default = _elman_recurrence.default_chains
+    if chains is not None:
+        _elman_recurrence.default_chains = lambda batch, units: chains
+    try:
+        run()
+    finally:
+        _elman_recurrence.default_chains = default
     return run
 
 
 def _matmul_bound(batch, steps, features, units):
-    """Only the matrix products of one exact training step, in a graph-mode loop."""
+    """Only the matrix products of one exact training step, in a graph-mode loop, with the batch
+    in the same parallel row chains as ElmanRNN."""
     rng = np.random.default_rng(1)
+    chains = _elman_recurrence.default_chains(batch, units)
     w = tf.constant(rng.standard_normal((units, units)) * 0.05, tf.float32)
-    h0 = tf.constant(rng.standard_normal((batch, units)), tf.float32)
+    h0 = [tf.constant(rng.standard_normal((batch // chains, units)), tf.float32)
+          for _ in range(chains)]
     states = tf.constant(rng.standard_normal((steps * batch, units)), tf.float32)
     x = tf.constant(rng.standard_normal((steps * batch, features)), tf.float32)
     w_x = tf.constant(rng.standard_normal((features, units)), tf.float32)
@@ -51,12 +63,12 @@ def _matmul_bound(batch, steps, features, units):
     @tf.function
     def products():
         h = h0
-        for _ in tf.range(2 * steps):  # forward chain, then backward chain
-            h = tf.matmul(h, w)
+        for _ in tf.range(2 * steps):  # forward chains, then backward chains
+            h = [tf.matmul(r, w) for r in h]
         d_w = tf.matmul(states, states, transpose_a=True)  # Σ h_{t-1}ᵀ dz_t
         d_wx = tf.matmul(x, states, transpose_a=True)  # Σ x_tᵀ dz_t
         z = tf.matmul(x, w_x)  # all x_t W_x
-        return h, d_w, d_wx, z
+        return (*h, d_w, d_wx, z)
 
     return lambda: [t.numpy() for t in products()]
 
@@ -96,6 +108,16 @@ def rows(quick: bool) -> list[Row]:
             ("keras SimpleRNN", _train_step(baseline, x, jit_baseline)),
             GOAL, warmup=warmup, repeats=repeats,
         ))
+    x, candidate, _ = _pair(batch, steps, features, units)
+    _, one_chain, _ = _pair(batch, steps, features, units)
+    one_chain.set_weights(candidate.get_weights())
+    result.append(time_ratio_row(
+        f"ElmanRNN parallel chains ({_elman_recurrence.default_chains(batch, units)}) vs one "
+        f"chain (last output, graph, {size})",
+        ("parallel chains", _train_step(candidate, x, False)),
+        ("one chain", _train_step(one_chain, x, False, chains=1)),
+        "<= 1.0", warmup=warmup, repeats=repeats,
+    ))
     if not quick:
         x, _, baseline = _pair(batch, steps, features, units)
         result.append(time_ratio_row(

@@ -18,9 +18,20 @@ matmul per step, using the saved outputs for ``g'`` (``tanh' = 1 − h²``, ``re
 
 so the reverse loop carries no per-step autodiff bookkeeping; ``∂L/∂W_x``, ``∂L/∂b`` and
 ``∂L/∂x`` follow from ``dZ`` through the caller's single matmul.
+
+**Parallel chains.** Rows of the batch never interact in the recurrence, so the batch is cut into
+``G`` blocks of ``n = ⌈batch / G⌉`` rows (zero-padded) and each block runs as its own chain of
+small ``(n, units) @ (units, units)`` products inside the same loop body. A graph runtime
+executes independent chains concurrently, one product per core, instead of splitting every
+medium-sized product across threads, which costs more in synchronisation than it gains
+(``default_chains`` picks ``G``; see ``benchmarks/bench_elman.py``). Padded rows start at
+``h_0 = 0`` with ``z̃ = 0`` and get a zero upstream gradient, so they contribute exactly zero to
+every gradient and are dropped from the outputs.
 """
 
 from __future__ import annotations
+
+import math
 
 from keras import activations, ops
 
@@ -55,10 +66,37 @@ def supports(activation) -> bool:
     return activation in _DERIVATIVE_FROM_OUTPUT
 
 
-# Time steps per loop iteration: the loop body holds this many steps unrolled, which divides the
-# per-iteration cost of the loop machinery (TensorArray reads/writes, loop control) on backends
-# with an interpreted loop (TensorFlow without XLA) while keeping the graph small.
+# Time steps per loop iteration (with up to 4 chains; fewer with more chains, so the loop body
+# holds about 4 × STEPS_PER_ITERATION products): the body holds the steps unrolled, which divides
+# the per-iteration cost of the loop machinery (TensorArray reads/writes, loop control) on
+# backends with an interpreted loop (TensorFlow without XLA) while keeping the graph small.
 STEPS_PER_ITERATION = 20
+
+# Chain sizing: one chain's step product ``(n, units) @ (units, units)`` costs 2·n·units² FLOPs.
+# About 2 MFLOP runs well on one core; much larger products get split across threads by the
+# runtime, much smaller ones are dominated by per-op overhead. Layers too wide for even
+# MIN_CHAIN_ROWS rows per chain at that size keep one chain.
+CHAIN_FLOPS = 2**21
+MIN_CHAIN_ROWS = 8
+MAX_CHAINS = 16
+# Batch size assumed when choosing chains for a batch dimension unknown while tracing.
+NOMINAL_BATCH = 64
+
+
+def default_chains(batch: int | None, units: int) -> int:
+    """``G``, the number of parallel chains for a ``(batch, units)`` state (see module doc)::
+
+        rows = CHAIN_FLOPS // (2 · units²);  G = 1 if rows < MIN_CHAIN_ROWS
+        else clip(⌈batch / rows⌉, 1, MAX_CHAINS)       (batch None → NOMINAL_BATCH)
+
+    e.g. units 256 → 16 rows per chain: batch 64 → 4 chains, batch 16 → 1; units ≤ 128 or ≥ 512
+    with batch ≤ 64 → 1.
+    """
+    rows = CHAIN_FLOPS // (2 * units * units)
+    if rows < MIN_CHAIN_ROWS:
+        return 1
+    batch = NOMINAL_BATCH if batch is None else batch
+    return int(min(MAX_CHAINS, max(1, math.ceil(batch / rows))))
 
 
 def _steps_per_iteration(length, limit):
@@ -93,8 +131,70 @@ def _scan(f, init, xs, reverse=False):
     return ops.scan(unpacked, init, packed, reverse=reverse)
 
 
+class _Layout:
+    """Index bookkeeping between the time-major ``(T, batch, …)`` tensors of the caller and the
+    loop's ``(T/k, k, G, n, …)`` blocks (time padded to a multiple of ``k``, batch to ``G·n``)."""
+
+    def __init__(self, z, chains, steps_per_iteration):
+        self.length = z.shape[0]
+        self.batch = z.shape[1]
+        self.chains = chains
+        self.real_length = ops.shape(z)[0]
+        self.real_batch = ops.shape(z)[1]
+        limit = max(1, (steps_per_iteration * 4) // max(chains, 4))
+        k = _steps_per_iteration(self.length, limit)
+        self.k = k
+        if self.length is not None:
+            self.time_padding = (-self.length) % k
+            self.n_blocks = (self.length + self.time_padding) // k
+        else:
+            self.time_padding = (-self.real_length) % k
+            self.n_blocks = -1
+        if self.batch is not None:
+            self.rows = -(-self.batch // chains)
+            self.batch_padding = self.rows * chains - self.batch
+        else:
+            self.rows = -1
+            self.batch_padding = (-self.real_batch) % chains
+        self.padded_time = not isinstance(self.time_padding, int) or self.time_padding > 0
+        self.padded_batch = not isinstance(self.batch_padding, int) or self.batch_padding > 0
+
+    def _pad(self, t, axis, amount, flag):
+        if not flag:
+            return t
+        widths = [[0, 0]] * len(t.shape)
+        widths[axis] = [0, amount]
+        return ops.pad(t, widths, constant_values=True if t.dtype == "bool" else 0)
+
+    def split_rows(self, t):
+        """``(batch, …)`` → ``(G, n, …)``."""
+        t = self._pad(t, 0, self.batch_padding, self.padded_batch)
+        return ops.reshape(t, (self.chains, self.rows, *t.shape[1:]))
+
+    def join_rows(self, t):
+        """``(G, n, …)`` → ``(batch, …)``."""
+        t = ops.reshape(t, (-1, *t.shape[2:]))
+        return t[: self.real_batch] if self.padded_batch else t
+
+    def blocked(self, t):
+        """``(T, batch, …)`` → ``(T/k, k, G, n, …)``."""
+        t = self._pad(t, 1, self.batch_padding, self.padded_batch)
+        t = self._pad(t, 0, self.time_padding, self.padded_time)
+        n_blocks = self.n_blocks if self.n_blocks > 0 else ops.shape(t)[0] // self.k
+        rows = self.rows if self.rows > 0 else ops.shape(t)[1] // self.chains
+        return ops.reshape(t, (n_blocks, self.k, self.chains, rows, *t.shape[2:]))
+
+    def unblocked(self, t):
+        """``(T/k, k, G, n, …)`` → ``(T, batch, …)``."""
+        rows = self.rows if self.rows > 0 else ops.shape(t)[3]
+        t = ops.reshape(t, (-1, self.chains * rows, *t.shape[4:]))
+        if self.padded_time:
+            t = t[: self.real_length]
+        return t[:, : self.real_batch] if self.padded_batch else t
+
+
 def elman_states(z, h0, recurrent_kernel, activation, mask=None, recurrent_mask=None,
-                 last_only=False, steps_per_iteration=None):
+                 last_only=False, steps_per_iteration=None, chains=None):
     """``H`` ``(T, batch, units)``: the hidden states for the hoisted inputs ``z`` (time-major).
 
     Args:
@@ -107,57 +207,63 @@ def elman_states(z, h0, recurrent_kernel, activation, mask=None, recurrent_mask=
         last_only: return only ``h_T`` ``(batch, units)``; the backward loop then starts from
             its gradient and skips adding per-step output gradients (all zero).
         steps_per_iteration: time steps unrolled in one loop iteration (default
-            ``STEPS_PER_ITERATION``). When it does not divide ``T``, ``z`` is padded at the end
-            with zeros: the extra states are dropped, and their gradient is exactly zero (their
-            upstream gradient is zero and they come after every real step).
+            ``STEPS_PER_ITERATION``, divided by ``chains / 4`` beyond 4 chains). When it does not
+            divide ``T``, ``z`` is padded at the end with zeros: the extra states are dropped, and
+            their gradient is exactly zero (their upstream gradient is zero and they come after
+            every real step).
+        chains: parallel chains ``G`` the batch is cut into (default ``default_chains``).
 
     Differentiable in ``z``, ``h0`` and ``recurrent_kernel``; the masks are constants.
     """
     derivative = _DERIVATIVE_FROM_OUTPUT[activation]
-    length = z.shape[0]
-    k = _steps_per_iteration(length, steps_per_iteration or STEPS_PER_ITERATION)
-    real_length = ops.shape(z)[0]
-    padding = (-length) % k if length is not None else (-real_length) % k
-    padded = not isinstance(padding, int) or padding > 0
-    n_blocks = (length + padding) // k if length is not None else -1
+    units = z.shape[-1]
+    chains = chains or default_chains(z.shape[1], units)
+    if z.shape[1] is not None:
+        chains = max(1, min(chains, z.shape[1]))
+    lay = _Layout(z, chains, steps_per_iteration or STEPS_PER_ITERATION)
+    k, g = lay.k, chains
+    mask_blocks = None if mask is None else lay.blocked(mask)
+    # Per-chain recurrent dropout masks, (n, units) each.
+    r_chains = None if recurrent_mask is None else ops.unstack(lay.split_rows(recurrent_mask), g)
 
-    def blocked(t):
-        """(T, ...) → (T/k, k, ...), zero/True-padded at the end (static T/k when T is)."""
-        if padded:
-            pad_value = True if t.dtype == "bool" else 0
-            t = ops.pad(t, [[0, padding]] + [[0, 0]] * (len(t.shape) - 1),
-                        constant_values=pad_value)
-        return ops.reshape(t, (n_blocks, k, *ops.shape(t)[1:]))
+    def steps(block):
+        """``(k, G, n, …)`` → ``[step][chain]`` tensors ``(n, …)`` (one unstack op)."""
+        flat = ops.unstack(ops.reshape(block, (k * g, -1, *block.shape[3:])), k * g)
+        return [flat[i * g:(i + 1) * g] for i in range(k)]
 
-    def unblocked(t):
-        t = ops.reshape(t, (-1, *ops.shape(t)[2:]))
-        return t[:real_length] if padded else t
-
-    mask_blocks = None if mask is None else blocked(mask)
+    def restack(items):
+        """``[step][chain]`` → ``(k, G, n, …)``."""
+        flat = ops.stack([t for step in items for t in step])
+        return ops.reshape(flat, (k, g, -1, *flat.shape[2:]))
 
     @ops.custom_gradient
     def recurrence(z, h0, w):
+        z_blocks = lay.blocked(z)
+        h0_chains = lay.split_rows(h0)
+
         def forward_step(previous_block, inputs):
-            z_k = ops.unstack(inputs[0], k)
-            m_k = None if mask is None else ops.unstack(inputs[1], k)
-            h = previous_block[-1]
+            z_k = steps(inputs[0])
+            m_k = None if mask is None else steps(inputs[1])
+            h = ops.unstack(previous_block[-1], g)
             block = []
             for i in range(k):
-                hr = h if recurrent_mask is None else h * recurrent_mask
-                h_new = activation(z_k[i] + ops.matmul(hr, w))
-                h = h_new if m_k is None else ops.where(m_k[i], h_new, h)
+                new = []
+                for j in range(g):
+                    hr = h[j] if r_chains is None else h[j] * r_chains[j]
+                    h_new = activation(z_k[i][j] + ops.matmul(hr, w))
+                    new.append(h_new if m_k is None else ops.where(m_k[i][j], h_new, h[j]))
+                h = new
                 block.append(h)
-            block = ops.stack(block)
+            block = restack(block)
             return block, block
 
-        z_blocks = blocked(z)
         xs = (z_blocks,) if mask is None else (z_blocks, mask_blocks)
-        init = ops.concatenate([ops.zeros((k - 1, *ops.shape(h0)), h0.dtype),
-                                ops.expand_dims(h0, 0)], axis=0)
+        init = ops.concatenate([ops.zeros((k - 1, *ops.shape(h0_chains)), h0.dtype),
+                                ops.expand_dims(h0_chains, 0)], axis=0)
         _, state_blocks = _scan(forward_step, init, xs)
-        states = unblocked(state_blocks)
-        # Without padding, the gradient of h_T can seed the backward carry directly.
-        lean = last_only and not padded
+        states = lay.unblocked(state_blocks)
+        # Without time padding, the gradient of h_T can seed the backward carry directly.
+        lean = last_only and not lay.padded_time
 
         def grad(*args, upstream=None):
             if upstream is None:
@@ -168,41 +274,51 @@ def elman_states(z, h0, recurrent_kernel, activation, mask=None, recurrent_mask=
                 g_prime = ops.where(mask_blocks, g_prime, ops.zeros_like(g_prime))
 
             def back_step(carry, inputs):
-                c, _ = carry
-                gp_k = ops.unstack(inputs[0], k)
-                m_k = None if mask is None else ops.unstack(inputs[1], k)
-                d_k = None if lean else ops.unstack(inputs[-1], k)
+                c = ops.unstack(carry[0], g)
+                gp_k = steps(inputs[0])
+                m_k = None if mask is None else steps(inputs[1])
+                d_k = None if lean else steps(inputs[-1])
                 dz_block = [None] * k
                 for i in reversed(range(k)):
-                    delta = c if d_k is None else d_k[i] + c
-                    dz = delta * gp_k[i]
-                    c = ops.matmul(dz, w_t)
-                    if recurrent_mask is not None:
-                        c = c * recurrent_mask
-                    if m_k is not None:
-                        c = c + ops.where(m_k[i], ops.zeros_like(delta), delta)
-                    dz_block[i] = dz
-                result = (c, ops.stack(dz_block))
+                    dz_step = []
+                    for j in range(g):
+                        delta = c[j] if d_k is None else d_k[i][j] + c[j]
+                        dz = delta * gp_k[i][j]
+                        c[j] = ops.matmul(dz, w_t)
+                        if r_chains is not None:
+                            c[j] = c[j] * r_chains[j]
+                        if m_k is not None:
+                            c[j] = c[j] + ops.where(m_k[i][j], ops.zeros_like(delta), delta)
+                        dz_step.append(dz)
+                    dz_block[i] = dz_step
+                result = (ops.stack(c), restack(dz_block))
                 return result, result
 
             back_xs = (g_prime,) if mask is None else (g_prime, mask_blocks)
             if lean:
-                c_init = ops.reshape(upstream, ops.shape(h0))
+                c_init = lay.split_rows(ops.reshape(upstream, ops.shape(h0)))
             else:
-                if last_only:  # padded: place ∂L/∂h_T at step T of a zero sequence
+                if last_only:  # time-padded: place ∂L/∂h_T at step T of a zero sequence
                     upstream = ops.concatenate(
                         [ops.zeros_like(states[:-1]), ops.expand_dims(upstream, 0)], axis=0)
                 upstream = ops.reshape(upstream, ops.shape(states))  # static shape where known
-                back_xs = (*back_xs, blocked(upstream))
-                c_init = ops.zeros_like(h0)
+                back_xs = (*back_xs, lay.blocked(upstream))
+                c_init = ops.zeros_like(h0_chains)
             init = (c_init, ops.zeros_like(state_blocks[0]))
-            (dh0, _), (_, dz_blocks) = _scan(back_step, init, back_xs, reverse=True)
-            dz = unblocked(dz_blocks)
-            previous, first = states[:-1], h0  # h_{t-1} for t ≥ 2 and t = 1
+            (dh0_chains, _), (_, dz_blocks) = _scan(back_step, init, back_xs, reverse=True)
+            # ∂W_h over padded rows too (their dz is exactly zero), in the loop's layout.
+            previous, first = state_blocks, h0_chains
             if recurrent_mask is not None:
-                previous, first = previous * recurrent_mask, first * recurrent_mask
-            dw = ops.einsum("tbi,tbj->ij", previous, dz[1:]) + ops.einsum("bi,bj->ij", first, dz[0])
-            return dz, dh0, dw
+                r = lay.split_rows(recurrent_mask)  # (G, n, units), broadcast over (T/k, k)
+                previous, first = previous * r, first * r
+            dz_all = ops.reshape(dz_blocks, (-1, units))
+            previous = ops.reshape(previous, (-1, units))
+            first = ops.reshape(first, (-1, units))
+            n_first = ops.shape(first)[0]
+            # Row t·G·n.. of ``previous`` is h_{t+1}: pair it with dz_{t+2}; h_0 pairs with dz_1.
+            dw = (ops.matmul(ops.transpose(previous[:-n_first]), dz_all[n_first:])
+                  + ops.matmul(ops.transpose(first), dz_all[:n_first]))
+            return lay.unblocked(dz_blocks), lay.join_rows(dh0_chains), dw
 
         return (states[-1] if last_only else states), grad
 

@@ -190,10 +190,13 @@ def test_dynamic_length_and_padded_blocks(monkeypatch):
     np.testing.assert_allclose(fresh(X, mask=MASK), reference(X, mask=MASK), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("chains", [1, 2], ids=["1chain", "2chains"])
 @pytest.mark.parametrize("return_sequences", [True, False], ids=["sequences", "last"])
 @pytest.mark.parametrize("time_dim", [TIME, None], ids=["static-T", "dynamic-T"])
-def test_traced_gradients_with_unknown_batch(time_dim, return_sequences):
-    """Graph mode with unknown batch (and length): forward and hand-written backward trace."""
+def test_traced_gradients_with_unknown_batch(time_dim, return_sequences, chains, monkeypatch):
+    """Graph mode with unknown batch (and length): forward and hand-written backward trace, with
+    one chain and with the batch of 3 cut into 2 chains (one padded row, size known at run time)."""
+    monkeypatch.setattr(_elman_recurrence, "default_chains", lambda batch, units: chains)
     layer, reference = _pair(return_sequences=return_sequences, go_backwards=True)
     signature = [tf.TensorSpec((None, time_dim, DIM)), tf.TensorSpec((None, time_dim), tf.bool)]
 
@@ -210,6 +213,71 @@ def test_traced_gradients_with_unknown_batch(time_dim, return_sequences):
     np.testing.assert_allclose(loss, want_loss, rtol=1e-5)
     for g, w in zip(grads, want_grads, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch,units,chains", [
+    (64, 256, 4),     # 2·16·256² = 2 MFLOP per chain step: 16 rows per chain
+    (32, 256, 2), (16, 256, 1), (128, 256, 8), (100, 256, 7),
+    (4096, 256, 16),  # capped at MAX_CHAINS
+    (None, 256, 4),   # unknown batch: sized for NOMINAL_BATCH = 64
+    (64, 128, 1),     # 64 rows per chain
+    (256, 128, 4),
+    (64, 512, 1),     # 4 rows per chain < MIN_CHAIN_ROWS: one chain
+    (1, 256, 1),
+])
+def test_default_chains(batch, units, chains):
+    assert _elman_recurrence.default_chains(batch, units) == chains
+
+
+def _reference_states(z, h0, w, activation, mask, recurrent_mask):
+    """Plain per-step loop, differentiated by autodiff: the reference for elman_states."""
+    h, states = h0, []
+    for t in range(z.shape[0]):
+        hr = h if recurrent_mask is None else h * recurrent_mask
+        h_new = activation(z[t] + hr @ w)
+        h = h_new if mask is None else tf.where(mask[t], h_new, h)
+        states.append(h)
+    return tf.stack(states)
+
+
+@pytest.mark.parametrize("chains,steps_per_iteration", [(1, None), (2, None), (3, 2), (5, None)],
+                         ids=["1chain", "2chains-padded-row", "3chains-padded-time", "5chains"])
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid"])
+@pytest.mark.parametrize("last_only", [False, True], ids=["states", "last"])
+@pytest.mark.parametrize("masked", [False, True], ids=["nomask", "mask+rdropout"])
+def test_parallel_chains_match_reference(chains, steps_per_iteration, activation, last_only,
+                                         masked):
+    """Cutting the batch of 5 into chains (zero-padded to a multiple of the chain count) gives
+    the plain loop's states and gradients for z, h0 and W_h. Sigmoid makes padded rows non-zero
+    (σ(0) = 0.5), which must still contribute nothing to ∂W_h."""
+    rng = np.random.default_rng(7)
+    time, batch, units = 5, 5, 4
+    act = keras.activations.get(activation)
+    z = tf.constant(rng.standard_normal((time, batch, units)), tf.float32)
+    h0 = tf.constant(rng.standard_normal((batch, units)), tf.float32)
+    w = tf.constant(rng.standard_normal((units, units)) * 0.5, tf.float32)
+    mask = recurrent_mask = None
+    if masked:
+        mask = tf.constant(rng.random((time, batch, 1)) > 0.3)
+        recurrent_mask = tf.constant((rng.random((batch, units)) > 0.4) / 0.6, tf.float32)
+    r = tf.constant(rng.standard_normal((time, batch, units)), tf.float32)
+
+    def loss_and_grads(states_fn):
+        with tf.GradientTape() as tape:
+            tape.watch([z, h0, w])
+            states = states_fn()
+            loss = tf.reduce_sum(tf.sin(states) * (r[-1] if last_only else r))
+        return states, tape.gradient(loss, [z, h0, w])
+
+    states, grads = loss_and_grads(lambda: _elman_recurrence.elman_states(
+        z, h0, w, act, mask=mask, recurrent_mask=recurrent_mask, last_only=last_only,
+        steps_per_iteration=steps_per_iteration, chains=chains))
+    want, want_grads = loss_and_grads(lambda: (
+        lambda s: s[-1] if last_only else s)(_reference_states(z, h0, w, act, mask,
+                                                               recurrent_mask)))
+    np.testing.assert_allclose(states, want, rtol=1e-5, atol=1e-6)
+    for name, g, wg in zip(("z", "h0", "W_h"), grads, want_grads, strict=True):
+        np.testing.assert_allclose(g, wg, rtol=1e-4, atol=1e-5, err_msg=name)
 
 
 def test_worked_example_tanh_three_steps():
@@ -268,7 +336,9 @@ def test_finite_difference_gradients(options, call_kwargs):
     ({"activation": "relu", "return_state": True}, False),
     ({"return_sequences": True, "dropout": 0.3, "recurrent_dropout": 0.4, "seed": 7}, True),
 ])
-def test_gradients_match_simple_rnn_autodiff(options, training):
+@pytest.mark.parametrize("chains", [1, 3], ids=["1chain", "3chains"])
+def test_gradients_match_simple_rnn_autodiff(options, training, chains, monkeypatch):
+    monkeypatch.setattr(_elman_recurrence, "default_chains", lambda batch, units: chains)
     layer, reference = _pair(**options)
     x, h0 = tf.Variable(X), tf.Variable(H0)
     r = RNG.standard_normal((BATCH, TIME, UNITS)).astype("float32")
@@ -387,15 +457,21 @@ def test_saved_model_export(tmp_path):
     checks.check_saved_model_export(_contract_layer, X, tmp_path)
 
 
-def test_mixed_float16():
+@pytest.mark.parametrize("chains", [1, 2], ids=["1chain", "2chains"])
+def test_mixed_float16(chains, monkeypatch):
+    monkeypatch.setattr(_elman_recurrence, "default_chains", lambda batch, units: chains)
     checks.check_mixed_float16(_contract_layer, X)
 
 
-def test_jit_compile():
+@pytest.mark.parametrize("chains", [1, 2], ids=["1chain", "2chains"])
+def test_jit_compile(chains, monkeypatch):
+    monkeypatch.setattr(_elman_recurrence, "default_chains", lambda batch, units: chains)
     checks.check_jit_compile(_contract_layer, X)
 
 
-def test_mirrored_strategy_fit():
+@pytest.mark.parametrize("chains", [1, 2], ids=["1chain", "2chains"])
+def test_mirrored_strategy_fit(chains, monkeypatch):
+    monkeypatch.setattr(_elman_recurrence, "default_chains", lambda batch, units: chains)
     checks.check_mirrored_fit(lambda **kw: ElmanRNN(UNITS, **kw), X[:2])
 
 

@@ -12,10 +12,15 @@ task its slice of every output.
 - Enqueuing beyond ``max_enqueued_batches`` full batches → UNAVAILABLE ("queue is full"), so an
   overloaded server sheds load instead of growing latency without bound.
 - A caller that gives up (deadline) marks its task cancelled; it is skipped, not run.
+- Callers either block (:meth:`BatchScheduler.run`, a thread per request) or await
+  (:meth:`BatchScheduler.run_async`, from an event loop): a finished batch resolves the awaiting
+  callers' futures with one ``call_soon_threadsafe`` per loop, not one wake-up per request.
+- ``stop`` answers every queued task UNAVAILABLE.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import threading
 import time
@@ -28,17 +33,34 @@ from serving.server.metrics import Metrics
 
 
 class _Task:
-    __slots__ = ("inputs", "size", "key", "enqueued", "done", "result", "error", "cancelled")
+    __slots__ = ("inputs", "size", "key", "enqueued", "done", "future", "result", "error",
+                 "cancelled")
 
-    def __init__(self, inputs: dict[str, np.ndarray], size: int, key):
+    def __init__(self, inputs: dict[str, np.ndarray], size: int, key, future=None):
         self.inputs = inputs
         self.size = size
         self.key = key
         self.enqueued = time.monotonic()
-        self.done = threading.Event()
+        self.future: asyncio.Future | None = future  # awaiting caller, else a blocking one:
+        self.done = threading.Event() if future is None else None
         self.result: dict[str, np.ndarray] | None = None
         self.error: ServingError | None = None
         self.cancelled = False
+
+
+def _resolve(tasks: list[_Task]) -> None:
+    """On the callers' event loop: hand each awaiting task its result or error."""
+    for t in tasks:
+        if not t.future.done():
+            if t.error is not None:
+                t.future.set_exception(t.error)
+            else:
+                t.future.set_result(t.result)
+
+
+def _deadline_exceeded() -> ServingError:
+    return ServingError(Code.DEADLINE_EXCEEDED,
+                        "Deadline exceeded while waiting for the batch to run")
 
 
 class _Queue:
@@ -68,6 +90,39 @@ class BatchScheduler:
     # -- caller side ------------------------------------------------------------------------------
     def run(self, servable, signature, inputs: dict[str, np.ndarray],
             timeout_s: float | None = None) -> dict[str, np.ndarray]:
+        """Enqueue and block until the batch holding these inputs has run."""
+        task = self._enqueue(servable, signature, inputs, None)
+        if not task.done.wait(timeout_s):
+            task.cancelled = True
+            if not task.done.is_set():
+                raise _deadline_exceeded()
+        if task.error is not None:
+            raise task.error
+        return task.result
+
+    async def run_async(self, servable, signature, inputs: dict[str, np.ndarray],
+                        timeout_s: float | None = None) -> dict[str, np.ndarray]:
+        """:meth:`run` for a coroutine: awaits the batch without blocking the event loop."""
+        loop = asyncio.get_running_loop()
+        task = self._enqueue(servable, signature, inputs, loop.create_future())
+        timer = None
+        if timeout_s is not None:
+            def expire():
+                if not task.future.done():
+                    task.cancelled = True
+                    task.future.set_exception(_deadline_exceeded())
+
+            timer = loop.call_later(timeout_s, expire)
+        try:
+            return await task.future
+        except asyncio.CancelledError:
+            task.cancelled = True  # the caller went away: skip the task
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _enqueue(self, servable, signature, inputs: dict[str, np.ndarray], future) -> _Task:
         size = None
         for alias, arr in inputs.items():
             if arr.ndim == 0:
@@ -84,7 +139,7 @@ class BatchScheduler:
             raise invalid_argument(
                 f"Task size {size} is larger than maximum input batch size {max_size}")
         key = tuple((a, x.dtype.str, x.shape[1:]) for a, x in sorted(inputs.items()))
-        task = _Task(inputs, size, key)
+        task = _Task(inputs, size, key, future)
         qkey = (id(servable), signature.name)
         with self._cond:
             if self._stopped:
@@ -99,14 +154,7 @@ class BatchScheduler:
             q.tasks.append(task)
             q.rows += size
             self._cond.notify()
-        if not task.done.wait(timeout_s):
-            task.cancelled = True
-            if not task.done.is_set():
-                raise ServingError(Code.DEADLINE_EXCEEDED,
-                                   "Deadline exceeded while waiting for the batch to run")
-        if task.error is not None:
-            raise task.error
-        return task.result
+        return task
 
     def drop(self, servable) -> None:
         """Forget the queues of an unloaded servable (pending tasks still complete)."""
@@ -118,9 +166,32 @@ class BatchScheduler:
     def stop(self) -> None:
         with self._cond:
             self._stopped = True
+            pending = [t for q in self._queues.values() for t in q.tasks]
+            for q in self._queues.values():
+                q.tasks.clear()
+                q.rows = 0
             self._cond.notify_all()
         for t in self._threads:
             t.join(timeout=5)
+        err = unavailable("The batch scheduler is shutting down")
+        for t in pending:
+            t.error = err
+        self._finish(pending)
+
+    @staticmethod
+    def _finish(tasks: list[_Task]) -> None:
+        """Wake blocking callers; resolve awaiting ones with one callback per event loop."""
+        by_loop: dict = {}
+        for t in tasks:
+            if t.future is None:
+                t.done.set()
+            else:
+                by_loop.setdefault(t.future.get_loop(), []).append(t)
+        for loop, waiting in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_resolve, waiting)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                pass
 
     # -- worker side -----------------------------------------------------------------------------
     def _next_batch(self):
@@ -220,5 +291,4 @@ class BatchScheduler:
                 self.metrics.batch_size.observe(self._padded_size(sum(t.size for t in tasks)),
                                                 q.servable.name)
                 self.metrics.batched_requests.inc(q.servable.name, amount=len(tasks))
-            for t in tasks:
-                t.done.set()
+            self._finish(tasks)

@@ -4,9 +4,15 @@
 inputs against the signature, runs it (through the batch scheduler when batching is on, else
 directly on the calling thread), and applies the output filter. Warm-up replays a version's
 ``assets.extra/tf_serving_warmup_requests`` through the same path before it is served.
+
+:meth:`ServingCore.predict_async` is the same path for an event loop: the model runs in an
+executor (batching off) or the batch scheduler resolves an asyncio future (batching on), so
+nothing blocks the loop.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 import numpy as np
 
@@ -48,6 +54,19 @@ class ServingCore:
         sig.check_inputs(inputs)
         wanted = sig.check_output_filter(output_filter)
         outputs = self.run(servable, sig, inputs, timeout_s)
+        return sig, {k: outputs[k] for k in wanted}
+
+    async def predict_async(self, servable: Servable, signature_name: str,
+                            inputs: dict[str, np.ndarray], output_filter=(),
+                            timeout_s: float | None = None, executor=None):
+        """:meth:`predict` for a coroutine; ``executor`` runs the model when batching is off."""
+        sig = servable.signature(signature_name)
+        sig.check_inputs(inputs)
+        wanted = sig.check_output_filter(output_filter)
+        if self.batcher is not None:
+            outputs = await self.batcher.run_async(servable, sig, inputs, timeout_s)
+        else:
+            outputs = await asyncio.get_running_loop().run_in_executor(executor, sig.run, inputs)
         return sig, {k: outputs[k] for k in wanted}
 
     def _runner(self, timeout_s):

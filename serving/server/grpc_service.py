@@ -7,9 +7,9 @@ in the Prometheus metrics (``entrypoint="GRPC"``).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
-from concurrent import futures
 
 import grpc
 from tensorflow_serving.apis import (
@@ -64,46 +64,87 @@ def metadata_response(servable, fields) -> get_model_metadata_pb2.GetModelMetada
     return resp
 
 
-class _Base:
-    def __init__(self, core: ServingCore):
-        self.core = core
+_LOOP_REQUEST_BYTES = 256 * 1024  # larger Predict requests are decoded in the executor
+_LOOP_OUTPUT_VALUES = 65536  # larger Predict outputs are encoded in the executor
 
-    def _call(self, api: str, request, context, fn):
+
+def _model_of(request) -> str:
+    spec = getattr(request, "model_spec", None)
+    if spec is not None:
+        return spec.name
+    tasks = getattr(request, "tasks", None)
+    return tasks[0].model_spec.name if tasks else ""
+
+
+class _Base:
+    """Runs each RPC as a coroutine on the server's event loop; blocking work → ``executor``."""
+
+    def __init__(self, core: ServingCore, executor):
+        self.core = core
+        self.executor = executor
+
+    async def _call(self, api: str, request, context, fn, *, blocking: bool = True):
+        """``fn(request, timeout_s)`` (in the executor when ``blocking``, else awaited); errors
+        abort the RPC with TF Serving's status; every call is counted in the metrics."""
         start = time.perf_counter()
         model = ""
+        status = "CANCELLED"  # unless it finishes either way below
+        err = None
         try:
-            model = request.model_spec.name if hasattr(request, "model_spec") else ""
-            if not model and hasattr(request, "tasks") and request.tasks:
-                model = request.tasks[0].model_spec.name
-            response = fn(request, context.time_remaining())
+            model = _model_of(request)
+            timeout_s = context.time_remaining()
+            if blocking:
+                response = await asyncio.get_running_loop().run_in_executor(
+                    self.executor, fn, request, timeout_s)
+            else:
+                response = await fn(request, timeout_s)
             status = "OK"
             return response
         except Exception as exc:  # noqa: BLE001 - mapped to a gRPC status
             err = from_exception(exc)
             status = err.code.name
-            context.abort(err.grpc_code, err.message)
         finally:
             self.core.metrics.record(model, api, "GRPC", status,
                                      (time.perf_counter() - start) * 1e6)
+        await context.abort(err.grpc_code, err.message)
 
 
 class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceServicer):
-    def Predict(self, request, context):
-        return self._call("predict", request, context, self._predict)
+    async def Predict(self, request, context):
+        if request.ByteSize() > _LOOP_REQUEST_BYTES:
+            return await self._call("predict", request, context, self._predict)
+        return await self._call("predict", request, context, self._predict_async,
+                                blocking=False)
 
     def _predict(self, request, timeout_s):
+        """The blocking Predict (large requests: decoded and encoded off the event loop)."""
         servable = self.core.resolve_spec(request.model_spec)
         inputs = {k: to_ndarray(v, k) for k, v in request.inputs.items()}
         sig, outputs = self.core.predict(servable, request.model_spec.signature_name, inputs,
                                          request.output_filter, timeout_s)
+        return self._response(servable, sig, outputs)
+
+    async def _predict_async(self, request, timeout_s):
+        servable = self.core.resolve_spec(request.model_spec)
+        inputs = {k: to_ndarray(v, k) for k, v in request.inputs.items()}
+        sig, outputs = await self.core.predict_async(
+            servable, request.model_spec.signature_name, inputs, request.output_filter,
+            timeout_s, self.executor)
+        if sum(v.size for v in outputs.values()) > _LOOP_OUTPUT_VALUES:
+            return await asyncio.get_running_loop().run_in_executor(
+                self.executor, self._response, servable, sig, outputs)
+        return self._response(servable, sig, outputs)
+
+    @staticmethod
+    def _response(servable, sig, outputs) -> predict_pb2.PredictResponse:
         resp = predict_pb2.PredictResponse()
         _fill_spec(resp.model_spec, servable, sig.name)
         for k, v in outputs.items():
             from_ndarray(v, resp.outputs[k])
         return resp
 
-    def Classify(self, request, context):
-        return self._call("classify", request, context, self._classify)
+    async def Classify(self, request, context):
+        return await self._call("classify", request, context, self._classify)
 
     def _classify(self, request, timeout_s):
         servable = self.core.resolve_spec(request.model_spec)
@@ -113,8 +154,8 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
         _fill_spec(resp.model_spec, servable, sig.name)
         return resp
 
-    def Regress(self, request, context):
-        return self._call("regress", request, context, self._regress)
+    async def Regress(self, request, context):
+        return await self._call("regress", request, context, self._regress)
 
     def _regress(self, request, timeout_s):
         servable = self.core.resolve_spec(request.model_spec)
@@ -124,8 +165,8 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
         _fill_spec(resp.model_spec, servable, sig.name)
         return resp
 
-    def MultiInference(self, request, context):
-        return self._call("multi_inference", request, context, self._multi)
+    async def MultiInference(self, request, context):
+        return await self._call("multi_inference", request, context, self._multi)
 
     def _multi(self, request, timeout_s):
         if not request.tasks:
@@ -134,8 +175,8 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
         return self.core.multi_inference(servable, request, inference_pb2.MultiInferenceResponse(),
                                          timeout_s)
 
-    def GetModelMetadata(self, request, context):
-        return self._call("get_model_metadata", request, context, self._metadata)
+    async def GetModelMetadata(self, request, context):
+        return await self._call("get_model_metadata", request, context, self._metadata)
 
     def _metadata(self, request, timeout_s):
         servable = self.core.resolve_spec(request.model_spec)
@@ -143,12 +184,12 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
 
 
 class ModelServicer(_Base, model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, core: ServingCore, reload_config: Callable[[object], None]):
-        super().__init__(core)
+    def __init__(self, core: ServingCore, reload_config: Callable[[object], None], executor):
+        super().__init__(core, executor)
         self._reload = reload_config
 
-    def GetModelStatus(self, request, context):
-        return self._call("get_model_status", request, context, self._status)
+    async def GetModelStatus(self, request, context):
+        return await self._call("get_model_status", request, context, self._status)
 
     def _status(self, request, timeout_s):
         spec = request.model_spec
@@ -158,17 +199,18 @@ class ModelServicer(_Base, model_service_pb2_grpc.ModelServiceServicer):
             spec.version_label if which == "version_label" else None)
         return model_status_response(states)
 
-    def HandleReloadConfigRequest(self, request, context):
+    async def HandleReloadConfigRequest(self, request, context):
         start = time.perf_counter()
         try:
-            self._reload(request.config)
+            await asyncio.get_running_loop().run_in_executor(self.executor, self._reload,
+                                                             request.config)
         except Exception as exc:  # noqa: BLE001
             err = from_exception(exc)
             if not isinstance(exc, ServingError) and err.code == Code.INTERNAL:
                 err = ServingError(Code.INVALID_ARGUMENT, str(exc))
             self.core.metrics.record("", "reload_config", "GRPC", err.code.name,
                                      (time.perf_counter() - start) * 1e6)
-            context.abort(err.grpc_code, err.message)
+            await context.abort(err.grpc_code, err.message)
         self.core.metrics.record("", "reload_config", "GRPC", "OK",
                                  (time.perf_counter() - start) * 1e6)
         resp = model_management_pb2.ReloadConfigResponse()
@@ -176,23 +218,26 @@ class ModelServicer(_Base, model_service_pb2_grpc.ModelServiceServicer):
         return resp
 
 
-def create_grpc_server(core: ServingCore, reload_config, *, address: str, port: int,
-                       max_workers: int, max_message_bytes: int) -> tuple[grpc.Server, int]:
-    """Build (not start) the gRPC server; returns it and the bound port (port 0 → a free one)."""
+async def start_grpc_server(core: ServingCore, reload_config, executor, *, address: str,
+                            port: int, max_message_bytes: int,
+                            max_concurrent_rpcs: int) -> tuple[grpc.aio.Server, int]:
+    """Build and start the ``grpc.aio`` server on the running loop; → (server, bound port)."""
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.so_reuseport", 0),
     ]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers,
-                                                    thread_name_prefix="deepline-grpc"),
-                         options=options, maximum_concurrent_rpcs=max_workers * 4)
+    server = grpc.aio.server(options=options, maximum_concurrent_rpcs=max_concurrent_rpcs)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionServicer(core), server)
+        PredictionServicer(core, executor), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-        ModelServicer(core, reload_config), server)
+        ModelServicer(core, reload_config, executor), server)
     host = f"[{address}]" if ":" in address else address
-    bound = server.add_insecure_port(f"{host}:{port}")
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError as exc:
+        raise OSError(f"could not bind gRPC port {port} on {address}: {exc}") from None
     if bound == 0:
         raise OSError(f"could not bind gRPC port {port} on {address}")
+    await server.start()
     return server, bound

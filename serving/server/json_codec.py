@@ -24,6 +24,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
+import struct
 
 import numpy as np
 from tensorflow.core.example import example_pb2, feature_pb2
@@ -329,6 +331,128 @@ def predict_inputs(doc: dict, inputs: dict[str, TensorSig]) -> tuple[dict[str, n
     raise invalid_argument("Missing 'inputs' or 'instances' key")
 
 
+# -- fast path: {"instances": <dense numeric nested list>} -------------------------------------
+# The body is split into the prefix/suffix around the array (matched exactly by these patterns),
+# the array's bracket skeleton (checked against the one a dense tensor of the inferred shape has)
+# and its numbers (one flat JSON list, so ``json.loads`` still validates every number). Any
+# mismatch → None and the general path (which also produces the error messages) takes over.
+_FAST_PREFIX = re.compile(
+    rb'[ \t\r\n]*\{[ \t\r\n]*(?:"signature_name"[ \t\r\n]*:[ \t\r\n]*"([^"\\\x00-\x1f]*)"'
+    rb'[ \t\r\n]*,[ \t\r\n]*)?"instances"[ \t\r\n]*:[ \t\r\n]*')
+_FAST_SUFFIX = re.compile(
+    rb'[ \t\r\n]*(?:,[ \t\r\n]*"signature_name"[ \t\r\n]*:[ \t\r\n]*"([^"\\\x00-\x1f]*)"'
+    rb'[ \t\r\n]*)?\}[ \t\r\n]*')
+_NUMERIC_CHARS = b"0123456789.eE+-"
+_SPACE = b" \t\r\n"
+_NUMERIC_TO_0 = bytes.maketrans(_NUMERIC_CHARS, b"0" * len(_NUMERIC_CHARS))
+_BRACKETS_TO_SPACE = bytes.maketrans(b"[]", b"  ")
+_MAX_FAST_RANK = 32
+
+
+def _skeleton(shape: list[int]) -> bytes:
+    inner = b"[" + b"," * (shape[-1] - 1) + b"]"
+    for d in reversed(shape[:-1]):
+        inner = b"[" + b",".join([inner] * d) + b"]"
+    return inner
+
+
+def _dense_skeleton_shape(skel: bytes) -> list[int] | None:
+    """Shape of a dense nested list from its ``[`` ``,`` ``]`` skeleton, or None.
+
+    Leaves are already removed, so ``[]`` stands for a one-element innermost list (the caller
+    rules out empty lists).
+    """
+    rank = len(skel) - len(skel.lstrip(b"["))
+    if rank == 0 or rank > _MAX_FAST_RANK:
+        return None
+    first_close = skel.find(b"]")
+    sizes = [first_close - rank + 1]  # commas in the first innermost list + 1
+    lengths = [first_close - rank + 2]  # length of the first subtree of height 1
+    for height in range(2, rank + 1):
+        end = skel.find(b"]" * height)
+        if end < 0:
+            return None
+        length = end + height - (rank - height)
+        d, rem = divmod(length - 1, lengths[-1] + 1)
+        if rem or d < 1:
+            return None
+        sizes.append(d)
+        lengths.append(length)
+    shape = sizes[::-1]
+    return shape if _skeleton(shape) == skel else None
+
+
+def fast_instances(body: bytes) -> tuple[str, list, tuple[int, ...], bool] | None:
+    """``{"instances": <dense numeric list>[, "signature_name": "s"]}`` → (name, values, shape,
+    integral).
+
+    ``values`` is the flat list of the leaves (row-major), ``shape`` the dense shape. When every
+    number is written as an integer with a ``.0`` suffix (pixels sent as floats), ``integral`` is
+    True and ``values`` are their exact ``int`` values (parsing ints is several times cheaper
+    than parsing floats); the caller uses them only for floating-point inputs. None when the body
+    has any other form or is not valid JSON.
+    """
+    first = body.find(b"[")
+    last = body.rfind(b"]")
+    if first < 0 or last < first:
+        return None
+    pre = _FAST_PREFIX.fullmatch(body, 0, first)
+    if pre is None:
+        return None
+    post = _FAST_SUFFIX.fullmatch(body, last + 1)
+    if post is None or (pre.group(1) is not None and post.group(1) is not None):
+        return None
+    array = body[first:last + 1]
+    compact = array.translate(None, _SPACE)
+    skel = compact.translate(None, _NUMERIC_CHARS)
+    if skel.translate(None, b"[],"):
+        return None  # strings, objects, literals
+    shape = _dense_skeleton_shape(skel)
+    if shape is None:
+        return None
+    marks = compact.translate(_NUMERIC_TO_0)
+    if b"0[" in marks or b"]0" in marks or b"[]" in marks:
+        return None  # a number outside its innermost brackets, or an empty list
+    text = array.translate(_BRACKETS_TO_SPACE)  # brackets → whitespace: one flat JSON list
+    dots = compact.count(b".")
+    integral = (dots > 0 and dots == compact.count(b".0,") + compact.count(b".0]")
+                and b"e" not in compact and b"E" not in compact and b"-0.0" not in compact)
+    if integral:
+        text = text.replace(b".0", b"")  # every "." is in a ".0" suffix; "-0.0" (sign) excluded
+    try:  # json validates every number
+        values = json.loads(b"[" + text + b"]")
+    except ValueError:
+        return None
+    n = 1
+    for d in shape:
+        n *= d
+    if len(values) != n:
+        return None
+    name = pre.group(1) if pre.group(1) is not None else (post.group(1) or b"")
+    try:
+        name = name.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return name, values, tuple(shape), integral
+
+
+def fast_predict_inputs(fast, inputs: dict[str, TensorSig]) -> dict[str, np.ndarray] | None:
+    """Inputs for a :func:`fast_instances` result on a single-input signature, else None.
+
+    Same arrays as :func:`predict_inputs` gives for the parsed document (row format).
+    """
+    if len(inputs) != 1:
+        return None
+    _, values, shape, integral = fast
+    (alias, sig), = inputs.items()
+    if integral and sig.np_dtype.kind != "f":
+        return None  # the values were JSON floats: the general path rejects or converts them
+    arr = _fast_array(values, sig)
+    if arr is None:
+        return None
+    return {alias: arr.reshape(shape)}
+
+
 # -- tf.Example from JSON -------------------------------------------------------------------------
 def _add_feature_value(v, name: str, feature: feature_pb2.Feature) -> None:
     kind = feature.WhichOneof("kind")
@@ -397,9 +521,29 @@ def fill_input_from_json(doc: dict, input_proto) -> None:
 
 
 # -- writing --------------------------------------------------------------------------------------
+_SMALL = 64
+_F32 = struct.Struct("f")
+
+
+def _decimal(v: float, single: bool) -> str:
+    """One finite value as TF Serving's WriteDecimal writes it (``%g`` if it round-trips)."""
+    s = format(v, "g")
+    back = _F32.unpack(_F32.pack(float(s)))[0] if single else float(s)
+    if back != v:
+        s = format(v, ".9g" if single else ".17g")
+    return s if ("." in s or "e" in s) else s + ".0"
+
+
 def _float_strings(arr: np.ndarray) -> np.ndarray:
     """TF Serving's WriteDecimal for every element: shortest round-tripping %g/%.9g (or %.17g)."""
     flat = arr.ravel()
+    if flat.size <= _SMALL and arr.dtype in (np.float32, np.float64):
+        single = arr.dtype == np.float32
+        out = np.empty(flat.shape, dtype=object)
+        out[:] = [_decimal(v, single) if v - v == 0 else
+                  ("NaN" if v != v else ("Infinity" if v > 0 else "-Infinity"))
+                  for v in flat.tolist()]
+        return out.reshape(arr.shape)
     wide = flat.astype(np.float64)
     finite = np.isfinite(flat)
     out = np.empty(flat.shape, dtype=object)

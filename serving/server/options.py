@@ -64,6 +64,8 @@ class ServerOptions:
         if not self.model_config_file and not self.model_base_path:
             raise FlagError("Both server_model_config and model_base_path are unset: pass "
                             "--model_base_path (with --model_name) or --model_config_file")
+        if self.rest_api_num_threads < 0:
+            raise FlagError(f"--rest_api_num_threads must be >= 0, got {self.rest_api_num_threads}")
         if self.file_system_poll_wait_seconds < 0:
             raise FlagError(f"--file_system_poll_wait_seconds must be >= 0, got "
                             f"{self.file_system_poll_wait_seconds}")
@@ -75,15 +77,20 @@ class ServerOptions:
         return self
 
     @property
+    def rest_threads(self) -> int:
+        return self.rest_api_num_threads or max(8, 4 * (os.cpu_count() or 1))
+
+    @property
     def grpc_threads(self) -> int:
-        return self.grpc_max_threads or max(64, 4 * (os.cpu_count() or 1))
+        return self.grpc_max_threads or max(8, 4 * (os.cpu_count() or 1))
 
 
 _HELP = {
     "port": "TCP port for gRPC (PredictionService and ModelService).",
     "rest_api_port": "TCP port for the REST API; 0 (default) disables it.",
-    "rest_api_num_threads": "Accepted for compatibility; the REST server uses a thread per "
-                            "connection.",
+    "rest_api_num_threads": "Threads for the REST server's blocking work (model runs with "
+                            "batching off, classify/regress, metadata); 0: max(8, 4 x CPUs). "
+                            "Connections are served by one asyncio event loop.",
     "rest_api_timeout_in_ms": "Deadline for REST requests (waiting for a batch or a model).",
     "model_name": "Name of the model served with --model_base_path.",
     "model_base_path": "Directory holding integer version subdirectories of one SavedModel.",
@@ -102,7 +109,9 @@ _HELP = {
     "num_load_threads": "Accepted for compatibility (versions load one at a time).",
     "max_num_load_retries": "Retries of a failed version load.",
     "load_retry_interval_micros": "Wait between load retries.",
-    "grpc_max_threads": "gRPC worker threads (0: max(64, 4 x CPUs)).",
+    "grpc_max_threads": "Threads for gRPC calls' blocking work (model runs with batching off, "
+                        "classify/regress, metadata, reloads); 0: max(8, 4 x CPUs). RPCs are "
+                        "served by one asyncio event loop.",
     "tensorflow_intra_op_parallelism": "TensorFlow intra-op threads (0: TensorFlow's choice).",
     "tensorflow_inter_op_parallelism": "TensorFlow inter-op threads (0: TensorFlow's choice).",
     "bind_address": "deepline extension: address both servers listen on (default 127.0.0.1; "

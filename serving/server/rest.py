@@ -1,4 +1,4 @@
-"""REST front end: TF Serving's HTTP/JSON API on a threaded HTTP/1.1 keep-alive server.
+"""REST front end: TF Serving's HTTP/JSON API, served by :mod:`serving.server.aio_http`.
 
 Routes (``https://www.tensorflow.org/tfx/serving/api_rest``; case-insensitive like TF Serving):
 
@@ -11,17 +11,22 @@ Errors are ``{"error": "<message>"}`` with TF Serving's HTTP status mapping (see
 :mod:`serving.server.errors`); anything else under ``/v1/`` is ``400 Malformed request``, other
 paths ``404``. Bodies above ``--rest_api_max_body_bytes`` get ``413`` without being read; sockets
 idle or stalled longer than ``--rest_api_idle_timeout_seconds`` are closed.
+
+:meth:`RestApi.handle_async` is what the event loop calls. ``:predict`` with a body up to
+``FAST_BODY_BYTES`` runs on the loop: JSON decoding (with a fast path for plain numeric
+``instances``), validation and encoding there, the model in the executor or the batch scheduler
+(awaited, so the loop keeps serving other connections). Everything else — larger bodies,
+classify/regress, status, metadata, metrics — runs the synchronous :meth:`RestApi.handle` in the
+executor. Both paths give the same answers and errors.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
-import socket
 import time
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from google.protobuf import json_format
 from tensorflow_serving.apis import classification_pb2, get_model_metadata_pb2, regression_pb2
@@ -40,7 +45,9 @@ _STATUS_RE = re.compile(
     r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?",
     re.IGNORECASE)
 _INT64_MAX = 2**63 - 1
-_PHRASES = {s.value: s.phrase for s in HTTPStatus}
+FAST_BODY_BYTES = 256 * 1024  # larger :predict bodies are decoded in the executor
+_LOOP_OUTPUT_VALUES = 65536  # larger predict outputs are encoded in the executor
+_ROUTE_CACHE_SIZE = 1024
 
 
 def _version(text: str | None) -> int | None:
@@ -55,10 +62,13 @@ def _version(text: str | None) -> int | None:
 class RestApi:
     """Request routing and handling, independent of the socket server (easy to test)."""
 
-    def __init__(self, core: ServingCore, *, timeout_s: float, metrics_path: str | None):
+    def __init__(self, core: ServingCore, *, timeout_s: float, metrics_path: str | None,
+                 executor=None):
         self.core = core
         self.timeout_s = timeout_s
         self.metrics_path = metrics_path
+        self.executor = executor  # blocking work of handle_async (None: the loop's default)
+        self._routes: dict[str, tuple | None] = {}
 
     def handle(self, method: str, path: str, body: bytes) -> tuple[int, str, str]:
         """→ (HTTP status, content type, body text)."""
@@ -96,23 +106,84 @@ class RestApi:
                     always_print_fields_with_no_presence=True)
             raise invalid_argument(f"Malformed request: {method} {path}")
         except Exception as exc:  # noqa: BLE001 - every failure becomes {"error": ...}
-            err = from_exception(exc)
-            if err.code == Code.INTERNAL:
-                log.exception("internal error on %s %s", method, path)
-            status = err.code.name
-            return err.http_status, "application/json", json.dumps({"error": err.message})
+            status, response = _error_response(exc, method, path)
+            return response
         finally:
             if model:
                 self.core.metrics.record(model, api, "REST", status,
                                          (time.perf_counter() - start) * 1e6)
 
-    # -- handlers --------------------------------------------------------------------------------
-    def _predict(self, servable, doc) -> str:
-        name = json_codec.signature_name(doc)
+    # -- event-loop entry point -----------------------------------------------------------------
+    async def handle_async(self, method: str, target: str, body: bytes) -> tuple[int, str, str]:
+        """Like :meth:`handle`, without blocking the event loop (see the module docstring)."""
+        if method == "POST" and len(body) <= FAST_BODY_BYTES:
+            route = self._predict_route(target)
+            if route is not None:
+                return await self._predict_async(route, body)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, self.handle, method, target, body)
+
+    def _predict_route(self, target: str) -> tuple | None:
+        """(model, version text, label) of a ``:predict`` path, else None (cached per path)."""
+        path = target.split("?", 1)[0]
+        try:
+            return self._routes[path]
+        except KeyError:
+            pass
+        m = _PREDICT_RE.fullmatch(path)
+        route = m.group(1, 2, 3) if m and m.group(4).lower() == "predict" else None
+        if len(self._routes) >= _ROUTE_CACHE_SIZE:
+            self._routes.clear()
+        self._routes[path] = route
+        return route
+
+    async def _predict_async(self, route: tuple, body: bytes) -> tuple[int, str, str]:
+        start = time.perf_counter()
+        model, version, label = route
+        status = "OK"
+        try:
+            fast = json_codec.fast_instances(body)
+            doc = json_codec.parse_body(body) if fast is None else None
+            servable = self.core.resolve(model, _version(version), label)
+            inputs = None
+            if fast is not None:
+                name = fast[0]
+                sig = self._signature(servable, name)
+                inputs = json_codec.fast_predict_inputs(fast, sig.inputs)
+                fmt = "row"
+                if inputs is None:
+                    doc = json_codec.parse_body(body)
+            if inputs is None:
+                name = json_codec.signature_name(doc)
+                sig = self._signature(servable, name)
+                inputs, fmt = json_codec.predict_inputs(doc, sig.inputs)
+            _, outputs = await self.core.predict_async(servable, name, inputs, (),
+                                                       self.timeout_s, self.executor)
+            if sum(v.size for v in outputs.values()) > _LOOP_OUTPUT_VALUES:
+                text = await asyncio.get_running_loop().run_in_executor(
+                    self.executor, json_codec.predict_response, outputs, fmt)
+            else:
+                text = json_codec.predict_response(outputs, fmt)
+            return 200, "application/json", text
+        except Exception as exc:  # noqa: BLE001 - every failure becomes {"error": ...}
+            status, response = _error_response(exc, "POST", f"/v1/models/{model}:predict")
+            return response
+        finally:
+            self.core.metrics.record(model, "predict", "REST", status,
+                                     (time.perf_counter() - start) * 1e6)
+
+    @staticmethod
+    def _signature(servable, name: str):
         key = name or "serving_default"
         sig = servable.signatures.get(key)
         if sig is None:
             raise invalid_argument(f'Serving signature name: "{key}" not found in signature def')
+        return sig
+
+    # -- handlers --------------------------------------------------------------------------------
+    def _predict(self, servable, doc) -> str:
+        name = json_codec.signature_name(doc)
+        sig = self._signature(servable, name)
         inputs, fmt = json_codec.predict_inputs(doc, sig.inputs)
         _, outputs = self.core.predict(servable, name, inputs, (), self.timeout_s)
         return json_codec.predict_response(outputs, fmt)
@@ -142,107 +213,10 @@ class RestApi:
         return json.dumps({"model_spec": spec, "metadata": {"signature_def": meta}}, indent=1)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "deepline-serving"
-    sys_version = ""
-    api: RestApi
-    max_body: int
-
-    def setup(self):
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def log_message(self, format, *args):  # noqa: A002 - BaseHTTPRequestHandler's signature
-        log.debug("%s - %s", self.address_string(), format % args)
-
-    def _send(self, status: int, content_type: str, text: str, close: bool = False):
-        # One write for status line, headers and body: fewer syscalls and no Nagle stalls.
-        data = text.encode("utf-8")
-        phrase = _PHRASES.get(status, "")
-        head = (f"HTTP/1.1 {status} {phrase}\r\nServer: {self.server_version}\r\n"
-                f"Content-Type: {content_type}\r\nContent-Length: {len(data)}\r\n")
-        if close:
-            head += "Connection: close\r\n"
-            self.close_connection = True
-        self.wfile.write(head.encode("latin-1") + b"\r\n" + data)
-
-    def _error(self, status: int, message: str, close: bool = False):
-        self._send(status, "application/json", json.dumps({"error": message}), close)
-
-    def _read_body(self) -> bytes | None:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks, total = [], 0
-            while True:
-                line = self.rfile.readline(1024)
-                try:
-                    size = int(line.split(b";")[0].strip() or b"x", 16)
-                except ValueError:
-                    self._error(400, "Malformed chunked request body", close=True)
-                    return None
-                if size == 0:
-                    while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(chunks)
-                total += size
-                if total > self.max_body:
-                    self._error(413, f"Request body exceeds the limit of {self.max_body} bytes "
-                                     "(--rest_api_max_body_bytes)", close=True)
-                    return None
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline(8)
-        length = self.headers.get("Content-Length")
-        if length is None:
-            return b""
-        try:
-            n = int(length)
-            if n < 0:
-                raise ValueError
-        except ValueError:
-            self._error(400, f"Invalid Content-Length: {length!r}", close=True)
-            return None
-        if n > self.max_body:
-            self._error(413, f"Request body of {n} bytes exceeds the limit of {self.max_body} "
-                             "bytes (--rest_api_max_body_bytes)", close=True)
-            return None
-        data = self.rfile.read(n)
-        if len(data) != n:
-            self.close_connection = True
-            return None
-        return data
-
-    def _dispatch(self, method: str):
-        body = self._read_body() if method == "POST" else b""
-        if body is None:
-            return
-        status, ctype, text = self.api.handle(method, self.path, body)
-        self._send(status, ctype, text)
-
-    def do_GET(self):  # noqa: N802 - http.server naming
-        self._dispatch("GET")
-
-    def do_POST(self):  # noqa: N802
-        self._dispatch("POST")
-
-    def _malformed(self):
-        self._read_body()
-        self._error(400, f"Malformed request: {self.command} {self.path}")
-
-    do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _malformed
-
-
-class RestServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 256
-    block_on_close = False
-
-
-def create_rest_server(api: RestApi, *, address: str, port: int, max_body_bytes: int,
-                       idle_timeout_s: float) -> RestServer:
-    handler = type("DeeplineRestHandler", (_Handler,),
-                   {"api": api, "max_body": max_body_bytes, "timeout": idle_timeout_s})
-    cls = RestServer
-    if ":" in address:
-        cls = type("RestServer6", (RestServer,), {"address_family": socket.AF_INET6})
-    return cls((address, port), handler)
+def _error_response(exc: BaseException, method: str, path: str) -> tuple[str, tuple]:
+    """(status name for metrics, (HTTP status, content type, ``{"error": ...}``))."""
+    err = from_exception(exc)
+    if err.code == Code.INTERNAL:
+        log.error("internal error on %s %s", method, path, exc_info=exc)
+    return err.code.name, (err.http_status, "application/json",
+                           json.dumps({"error": err.message}))

@@ -10,7 +10,13 @@
     ...
     server.stop()
 
-``start`` loads the configured models before opening the ports (like ``tensorflow_model_server``);
+``start`` loads the configured models before opening the ports (like ``tensorflow_model_server``).
+Both front ends run on one asyncio event loop in one thread (``grpc.aio`` for gRPC,
+:mod:`~serving.server.aio_http` for REST): a request waiting for the model holds no thread.
+Blocking work — model runs with batching off, classify/regress/multi-inference, status, metadata,
+config reloads — goes to two thread pools (``--grpc_max_threads``, ``--rest_api_num_threads``);
+with batching on, the batch scheduler's threads run the model and resolve the waiting requests.
+After ``start``,
 a polling thread then watches base paths for new versions every
 ``--file_system_poll_wait_seconds`` and, with ``--model_config_file_poll_wait_seconds``, the
 config file for changes.
@@ -21,15 +27,17 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from serving.server import config as cfg
+from serving.server.aio_http import AsyncHttpServer, EventLoopThread
 from serving.server.batching import BatchScheduler
 from serving.server.core import ServingCore
-from serving.server.grpc_service import create_grpc_server
+from serving.server.grpc_service import start_grpc_server
 from serving.server.manager import ModelManager
 from serving.server.metrics import Metrics
 from serving.server.options import ServerOptions
-from serving.server.rest import RestApi, create_rest_server
+from serving.server.rest import RestApi
 
 log = logging.getLogger("serving.server")
 
@@ -50,8 +58,9 @@ class ModelServer:
             load_retry_interval_s=options.load_retry_interval_micros / 1e6)
         self.core = ServingCore(self.manager, self.metrics, self.batcher)
         self._grpc = None
-        self._rest = None
-        self._rest_thread: threading.Thread | None = None
+        self._rest: AsyncHttpServer | None = None
+        self._loop: EventLoopThread | None = None
+        self._executors: list[ThreadPoolExecutor] = []
         self._config_thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._config_mtime = None
@@ -76,23 +85,22 @@ class ModelServer:
     def start(self) -> ModelServer:
         o = self.options
         self.manager.set_config(self.initial_models())
-        self._grpc, self.grpc_port = create_grpc_server(
-            self.core, self.reload_config, address=o.bind_address, port=o.port,
-            max_workers=o.grpc_threads, max_message_bytes=o.grpc_max_message_bytes)
-        self._grpc.start()
+        self._loop = EventLoopThread("deepline-server-loop")
+        grpc_pool = self._pool(o.grpc_threads, "deepline-grpc-worker")
+        self._grpc, self.grpc_port = self._loop.run(start_grpc_server(
+            self.core, self.reload_config, grpc_pool, address=o.bind_address, port=o.port,
+            max_message_bytes=o.grpc_max_message_bytes,
+            max_concurrent_rpcs=max(1024, 4 * o.grpc_threads)))
         log.info("Running gRPC ModelServer at %s:%d ...", o.bind_address, self.grpc_port)
         if o.rest_api_port > 0:
             api = RestApi(self.core, timeout_s=o.rest_api_timeout_in_ms / 1000.0,
                           metrics_path=(self.monitoring.prometheus_path
-                                        if self.monitoring.prometheus_enabled else None))
-            self._rest = create_rest_server(api, address=o.bind_address, port=o.rest_api_port,
-                                            max_body_bytes=o.rest_api_max_body_bytes,
-                                            idle_timeout_s=o.rest_api_idle_timeout_seconds)
-            self.rest_port = self._rest.server_address[1]
-            self._rest_thread = threading.Thread(target=self._rest.serve_forever,
-                                                 kwargs={"poll_interval": 0.2},
-                                                 name="deepline-rest", daemon=True)
-            self._rest_thread.start()
+                                        if self.monitoring.prometheus_enabled else None),
+                          executor=self._pool(o.rest_threads, "deepline-rest-worker"))
+            self._rest = AsyncHttpServer(api.handle_async, self._loop.loop,
+                                         max_body_bytes=o.rest_api_max_body_bytes,
+                                         idle_timeout_s=o.rest_api_idle_timeout_seconds)
+            self.rest_port = self._loop.run(self._rest.start(o.bind_address, o.rest_api_port))
             log.info("Exporting HTTP/REST API at:%s:%d ...", o.bind_address, self.rest_port)
         self.manager.start_polling(o.file_system_poll_wait_seconds)
         if o.model_config_file and o.model_config_file_poll_wait_seconds > 0:
@@ -100,6 +108,11 @@ class ModelServer:
                                                    name="deepline-config-poller", daemon=True)
             self._config_thread.start()
         return self
+
+    def _pool(self, threads: int, name: str) -> ThreadPoolExecutor:
+        pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
+        self._executors.append(pool)
+        return pool
 
     def _watch_config(self) -> None:
         path = self.options.model_config_file
@@ -122,13 +135,21 @@ class ModelServer:
     def stop(self, grace_s: float = 2.0) -> None:
         self._stop.set()
         self.manager.stop()
-        if self._rest is not None:
-            self._rest.shutdown()
-            self._rest.server_close()
-            self._rest = None
-        if self._grpc is not None:
-            self._grpc.stop(grace_s).wait(grace_s + 1)
-            self._grpc = None
+        if self._loop is not None:
+            for what, closing in (("REST", self._rest and self._rest.close()),
+                                  ("gRPC", self._grpc and self._grpc.stop(grace_s))):
+                if closing is None:
+                    continue
+                try:
+                    self._loop.run(closing, timeout=grace_s + 5)
+                except Exception:  # noqa: BLE001 - shutting down regardless
+                    log.exception("stopping the %s server failed", what)
+            self._rest = self._grpc = None
+            self._loop.stop()
+            self._loop = None
+        for pool in self._executors:
+            pool.shutdown(wait=False, cancel_futures=True)
+        self._executors = []
         if self.batcher is not None:
             self.batcher.stop()
         if self._config_thread is not None:

@@ -106,4 +106,5 @@ def test_options_dataclass_is_complete():
     # every documented flag has a default of the right type
     o = ServerOptions()
     assert isinstance(o.rest_api_max_body_bytes, int) and o.rest_api_max_body_bytes > 0
-    assert o.grpc_threads >= 32
+    assert o.grpc_threads == o.rest_threads == max(8, 4 * (os.cpu_count() or 1))
+    assert ServerOptions(grpc_max_threads=3, rest_api_num_threads=5).rest_threads == 5

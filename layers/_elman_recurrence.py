@@ -211,13 +211,31 @@ def elman_states(z, h0, recurrent_kernel, activation, mask=None, recurrent_mask=
             divide ``T``, ``z`` is padded at the end with zeros: the extra states are dropped, and
             their gradient is exactly zero (their upstream gradient is zero and they come after
             every real step).
-        chains: parallel chains ``G`` the batch is cut into (default ``default_chains``).
+        chains: parallel chains ``G`` the batch is cut into (default ``default_chains``; with a
+            batch size unknown while tracing, the graph holds both ``G`` chains and one chain,
+            and a batch of fewer than ``2·G`` rows takes the single chain at run time).
 
     Differentiable in ``z``, ``h0`` and ``recurrent_kernel``; the masks are constants.
     """
+    options = dict(mask=mask, recurrent_mask=recurrent_mask, last_only=last_only,
+                   steps_per_iteration=steps_per_iteration)
+    if chains is not None:
+        return _chained_states(z, h0, recurrent_kernel, activation, chains=chains, **options)
+    chains = default_chains(z.shape[1], z.shape[-1])
+    if z.shape[1] is not None or chains == 1:
+        return _chained_states(z, h0, recurrent_kernel, activation, chains=chains, **options)
+    return ops.cond(
+        ops.shape(z)[1] >= 2 * chains,
+        lambda: _chained_states(z, h0, recurrent_kernel, activation, chains=chains, **options),
+        lambda: _chained_states(z, h0, recurrent_kernel, activation, chains=1, **options),
+    )
+
+
+def _chained_states(z, h0, recurrent_kernel, activation, *, chains, mask, recurrent_mask,
+                    last_only, steps_per_iteration):
+    """``elman_states`` with the batch in exactly ``chains`` chains (at most one per row)."""
     derivative = _DERIVATIVE_FROM_OUTPUT[activation]
     units = z.shape[-1]
-    chains = chains or default_chains(z.shape[1], units)
     if z.shape[1] is not None:
         chains = max(1, min(chains, z.shape[1]))
     lay = _Layout(z, chains, steps_per_iteration or STEPS_PER_ITERATION)

@@ -190,15 +190,20 @@ def test_dynamic_length_and_padded_blocks(monkeypatch):
     np.testing.assert_allclose(fresh(X, mask=MASK), reference(X, mask=MASK), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("rows", [3, 5], ids=["batch3", "batch5"])
 @pytest.mark.parametrize("chains", [1, 2], ids=["1chain", "2chains"])
 @pytest.mark.parametrize("return_sequences", [True, False], ids=["sequences", "last"])
 @pytest.mark.parametrize("time_dim", [TIME, None], ids=["static-T", "dynamic-T"])
-def test_traced_gradients_with_unknown_batch(time_dim, return_sequences, chains, monkeypatch):
-    """Graph mode with unknown batch (and length): forward and hand-written backward trace, with
-    one chain and with the batch of 3 cut into 2 chains (one padded row, size known at run time)."""
+def test_traced_gradients_with_unknown_batch(time_dim, return_sequences, chains, rows,
+                                             monkeypatch):
+    """Graph mode with unknown batch (and length): forward and hand-written backward trace. With
+    2 default chains the graph holds both paths: a batch of 3 (< 2·2 rows) runs as one chain, a
+    batch of 5 as 2 chains of 3 rows (one padded row)."""
     monkeypatch.setattr(_elman_recurrence, "default_chains", lambda batch, units: chains)
     layer, reference = _pair(return_sequences=return_sequences, go_backwards=True)
     signature = [tf.TensorSpec((None, time_dim, DIM)), tf.TensorSpec((None, time_dim), tf.bool)]
+    x = np.concatenate([X, 0.5 * X[:2]])[:rows]
+    mask = np.concatenate([MASK, MASK[1:]])[:rows]
 
     def traced(rnn):
         @tf.function(input_signature=signature)
@@ -207,7 +212,7 @@ def test_traced_gradients_with_unknown_batch(time_dim, return_sequences, chains,
                 tape.watch(x)
                 loss = tf.reduce_sum(tf.sin(rnn(x, mask=mask)))
             return loss, tape.gradient(loss, [x, *rnn.trainable_variables])
-        return run(tf.constant(X), tf.constant(MASK))
+        return run(tf.constant(x), tf.constant(mask))
 
     (loss, grads), (want_loss, want_grads) = traced(layer), traced(reference)
     np.testing.assert_allclose(loss, want_loss, rtol=1e-5)

@@ -30,7 +30,6 @@ class ServingCore:
         self.manager = manager
         self.metrics = metrics
         self.batcher = batcher
-        self._async_in_flight = 0  # predict_async calls in progress (event-loop thread only)
 
     def resolve(self, name: str, version: int | None = None, label: str | None = None):
         return self.manager.resolve(name, version, label)
@@ -62,24 +61,15 @@ class ServingCore:
                             timeout_s: float | None = None, executor=None):
         """:meth:`predict` for a coroutine; ``executor`` runs the model when batching is off.
 
-        A request that is the only one in progress runs the model on the loop thread itself: it
-        skips two thread hand-offs (the lowest latency for a lone client), and no other request
-        is waiting for the loop meanwhile.
+        The model never runs on the loop thread: a slow model must not stall other requests.
         """
         sig = servable.signature(signature_name)
         sig.check_inputs(inputs)
         wanted = sig.check_output_filter(output_filter)
-        self._async_in_flight += 1
-        try:
-            if self.batcher is not None:
-                outputs = await self.batcher.run_async(servable, sig, inputs, timeout_s)
-            elif self._async_in_flight == 1:
-                outputs = sig.run(inputs)
-            else:
-                outputs = await asyncio.get_running_loop().run_in_executor(executor, sig.run,
-                                                                           inputs)
-        finally:
-            self._async_in_flight -= 1
+        if self.batcher is not None:
+            outputs = await self.batcher.run_async(servable, sig, inputs, timeout_s)
+        else:
+            outputs = await asyncio.get_running_loop().run_in_executor(executor, sig.run, inputs)
         return sig, {k: outputs[k] for k in wanted}
 
     def _runner(self, timeout_s):

@@ -403,22 +403,23 @@ def fast_instances(body: bytes) -> tuple[str, list, tuple[int, ...], bool] | Non
     if post is None or (pre.group(1) is not None and post.group(1) is not None):
         return None
     array = body[first:last + 1]
-    compact = array.translate(None, _SPACE)
-    skel = compact.translate(None, _NUMERIC_CHARS)
+    marks = array.translate(_NUMERIC_TO_0, _SPACE)  # numbers → runs of "0", no whitespace
+    skel = marks.replace(b"0", b"")
     if skel.translate(None, b"[],"):
         return None  # strings, objects, literals
     shape = _dense_skeleton_shape(skel)
     if shape is None:
         return None
-    marks = compact.translate(_NUMERIC_TO_0)
     if b"0[" in marks or b"]0" in marks or b"[]" in marks:
         return None  # a number outside its innermost brackets, or an empty list
     text = array.translate(_BRACKETS_TO_SPACE)  # brackets → whitespace: one flat JSON list
-    dots = compact.count(b".")
-    integral = (dots > 0 and dots == compact.count(b".0,") + compact.count(b".0]")
-                and b"e" not in compact and b"E" not in compact and b"-0.0" not in compact)
-    if integral:
-        text = text.replace(b".0", b"")  # every "." is in a ".0" suffix; "-0.0" (sign) excluded
+    integral = False
+    if b"." in text:
+        ints = text.replace(b".0,", b",").replace(b".0 ", b" ")
+        integral = (b"." not in ints and b"e" not in ints and b"E" not in ints
+                    and b"-0.0" not in text)  # "-0.0" keeps its sign only as a float
+        if integral:
+            text = ints
     try:  # json validates every number
         values = json.loads(b"[" + text + b"]")
     except ValueError:

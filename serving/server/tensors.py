@@ -9,6 +9,8 @@ as well as those calling ``tf.make_ndarray``.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
@@ -62,14 +64,15 @@ def to_ndarray(proto: tensor_pb2.TensorProto, alias: str) -> np.ndarray:
     """Decode a request TensorProto; malformed ones raise INVALID_ARGUMENT naming ``alias``."""
     if proto.tensor_shape.unknown_rank:
         raise invalid_argument(f"tensor parsing error: {alias} (unknown rank)")
-    shape = tuple(d.size for d in proto.tensor_shape.dim)
-    if any(s < 0 for s in shape):
+    shape = tuple([d.size for d in proto.tensor_shape.dim])
+    if shape and min(shape) < 0:
         raise invalid_argument(f"tensor parsing error: {alias} (negative dimension in {shape})")
-    if proto.dtype not in _BY_ENUM:
+    entry = _BY_ENUM.get(proto.dtype)
+    if entry is None:
         raise invalid_argument(
             f"tensor parsing error: {alias} (unsupported dtype {dtype_name(proto.dtype)})")
-    dt, field = _BY_ENUM[proto.dtype]
-    n = int(np.prod(shape, dtype=np.int64))
+    dt, field = entry
+    n = math.prod(shape)
     if proto.tensor_content:
         if dt.kind == "O":
             raise invalid_argument(f"tensor parsing error: {alias} (string tensor_content)")

@@ -8,7 +8,8 @@ elsewhere (an executor or the batch scheduler).
 Per connection (:class:`_Connection`, an ``asyncio.Protocol``):
 
 - keep-alive by default for HTTP/1.1, close for HTTP/1.0 unless ``Connection: keep-alive``;
-  ``Connection: close`` closes after the response. Pipelined requests are answered in order.
+  ``Connection: close`` closes after the response. Pipelined requests are answered in order;
+  while one is handled, reading pauses once more than one maximal request is buffered.
 - bodies by ``Content-Length`` or ``Transfer-Encoding: chunked``; above ``max_body_bytes`` →
   ``413`` and the connection closes (a declared length is refused before the body is read);
   a bad length or chunk size → ``400`` and close. ``Expect: 100-continue`` is honoured.
@@ -80,6 +81,7 @@ class _Connection(asyncio.Protocol):
         self._chunk_total = 0
         self._continue_sent = False
         self.eof = False
+        self.paused = False  # reading paused: too much pipelined input waits behind a request
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
     def connection_made(self, transport):
@@ -102,6 +104,9 @@ class _Connection(asyncio.Protocol):
         self.buf += data
         if not self.busy:
             self._advance()
+        elif not self.paused and len(self.buf) > self.server.max_body_bytes + MAX_HEAD:
+            self.paused = True  # a client pipelining without reading answers: stop buffering
+            self.transport.pause_reading()
 
     def eof_received(self):
         self.eof = True
@@ -295,8 +300,13 @@ class _Connection(asyncio.Protocol):
         if close:
             self.closing = True
             self.transport.close()
-        elif self.buf:
+            return
+        if self.buf:
             self._advance()
+        if (self.paused and not self.closing
+                and len(self.buf) <= self.server.max_body_bytes + MAX_HEAD):
+            self.paused = False
+            self.transport.resume_reading()
 
 
 class AsyncHttpServer:

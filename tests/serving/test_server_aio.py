@@ -418,3 +418,56 @@ def test_small_float_output_formatting_equals_the_vectorized_path():
         assert small == big
     assert json_codec._float_strings(np.array([1.0, 0.1, np.nan], np.float32)).tolist() == [
         "1.0", "0.1", "NaN"]
+
+
+def test_pipelined_input_beyond_one_request_pauses_reading():
+    from serving.server.aio_http import MAX_HEAD, AsyncHttpServer, _Connection
+
+    class Transport:
+        paused = False
+        written = b""
+
+        def get_extra_info(self, name):
+            return None
+
+        def pause_reading(self):
+            self.paused = True
+
+        def resume_reading(self):
+            self.paused = False
+
+        def write(self, data):
+            self.written += data
+
+        def close(self):
+            pass
+
+    gate: list = []
+
+    async def app(method, target, body):
+        if not gate[0].done():
+            await asyncio.wait_for(asyncio.shield(gate[0]), 10)
+        return 200, "text/plain", "ok"
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        gate.append(loop.create_future())
+        server = AsyncHttpServer(app, loop, max_body_bytes=100, idle_timeout_s=0)
+        conn = _Connection(server)
+        transport = Transport()
+        conn.connection_made(transport)
+        request = b"GET / HTTP/1.1\r\n\r\n"
+        conn.data_received(request)  # handled: waits at the gate
+        await asyncio.sleep(0)
+        assert conn.busy and not transport.paused
+        backlog = request * ((100 + MAX_HEAD) // len(request) + 1)
+        conn.data_received(backlog)
+        assert transport.paused  # more than one maximal request is waiting: stop reading
+        gate[0].set_result(None)
+        deadline = time.monotonic() + 20
+        while (conn.busy or conn.buf) and time.monotonic() < deadline:
+            await asyncio.sleep(0)
+        assert not transport.paused and transport.written.count(b"HTTP/1.1 200 OK") == (
+            1 + backlog.count(b"GET "))
+
+    asyncio.run(scenario())

@@ -10,8 +10,9 @@ The load generator is one separate process of asyncio clients (closed loop: each
 next request when the previous answer arrives; one ``grpc.aio`` channel with the official
 ``PredictionServiceStub``, or one keep-alive HTTP/1.1 connection per REST client; one image per
 request, requests built once). Each (protocol, batching, clients) load runs in slices that
-alternate between the two servers, so drifts in machine load hit both alike; throughput =
-answered requests / measured seconds, latencies per request.
+alternate with the other loads and the in-process baselines, so drifts in machine load (a shared
+2-core machine) hit candidates and baselines alike; throughput = answered requests / measured
+seconds, latencies per request.
 
 Rows (ratio = candidate / baseline):
 
@@ -107,11 +108,6 @@ class InProcess:
             self.call(batch)
             lat.append(time.perf_counter() - t)
         return lat
-
-    def measure(self, batch: int, seconds: float) -> dict:
-        lat = self.latencies(batch, seconds)
-        return {"p50_ms": statistics.median(lat) * 1e3,
-                "images_per_s": batch * len(lat) / sum(lat)}
 
 
 # -- load generator -----------------------------------------------------------------------------
@@ -402,7 +398,8 @@ def interleaved_one_client(model: InProcess, gen: LoadGenerator, ports: dict,
 
 def measure(quick: bool) -> dict:
     """Every measurement; the two servers (batching off and on) run side by side and the loads
-    alternate between them in ``rounds`` slices, so drifts in machine load hit both alike."""
+    alternate between them and the in-process baselines in ``rounds`` slices, so drifts in
+    machine load hit candidates and baselines alike."""
     seconds = 2.0 if quick else 5.0
     rounds = 2 if quick else 3
     results: dict = {}
@@ -411,8 +408,6 @@ def measure(quick: bool) -> dict:
         gen = stack.enter_context(LoadGenerator())
         base = build_and_export(root)
         model = InProcess(base)
-        results["inproc"] = {b: model.measure(b, seconds) for b in (1, 32)}
-        print(f"[bench_serving] in-process: {results['inproc']}", flush=True)
         servers = {batching: dict(zip(("grpc", "rest"),
                                       stack.enter_context(server_process(base, batching, root)),
                                       strict=True))
@@ -422,6 +417,9 @@ def measure(quick: bool) -> dict:
               flush=True)
         lat: dict = {}
         for _ in range(rounds):
+            for batch in (1, 32):  # the in-process baselines take their slices too
+                lat.setdefault(("inproc", batch), []).extend(
+                    model.latencies(batch, seconds / rounds))
             for clients in (1, 8, 32):
                 for protocol in ("grpc", "rest"):
                     for batching in (False, True):
@@ -429,9 +427,16 @@ def measure(quick: bool) -> dict:
                         lat.setdefault(key, []).extend(gen.latencies(
                             protocol, servers[batching][protocol], clients, seconds / rounds,
                             warmup=0.5))
+        results["inproc"] = {
+            batch: {"p50_ms": statistics.median(lat[("inproc", batch)]) * 1e3,
+                    "images_per_s": batch * len(lat[("inproc", batch)])
+                    / sum(lat[("inproc", batch)])}
+            for batch in (1, 32)}
+        print(f"[bench_serving] in-process: {results['inproc']}", flush=True)
         for key, values in lat.items():
-            results[key] = summarize(values, seconds)
-            print(f"[bench_serving] {key}: {results[key]}", flush=True)
+            if key[0] != "inproc":
+                results[key] = summarize(values, seconds)
+                print(f"[bench_serving] {key}: {results[key]}", flush=True)
         with noop_servers() as (grpc_port, rest_port):
             for protocol, port in (("grpc", grpc_port), ("rest", rest_port)):
                 results[("noop", protocol)] = gen.run(protocol, port, 32, seconds)

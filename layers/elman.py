@@ -16,11 +16,11 @@ and ``b`` is ``bias`` ``(units,)``: the same names, shapes and order as
 ``ElmanRNN`` runs the whole sequence through a fused path (``layers/_elman_recurrence.py``): all
 ``x_t W_x + b`` in one matmul, a loop holding only ``h_{t-1} W_h`` (several steps per iteration;
 the batch cut into independent row blocks that the runtime advances in parallel, about 16 rows per
-block at 256 units), and a hand-written backpropagation through time in one reverse loop; masking,
-dropout,
-``go_backwards``, ``initial_state`` and ``stateful`` stay on it. Options outside that path
-(``unroll=True``, an activation other than tanh/relu/sigmoid/linear, whose derivative is not a
-function of its output) use the generic Keras RNN loop with the same cell: same numbers either way.
+block at 256 units), and a hand-written backpropagation through time in one reverse loop;
+masking, dropout, ``go_backwards``, ``initial_state`` and ``stateful`` stay on it. Options outside
+that path (``unroll=True``, an activation other than tanh/relu/sigmoid/linear, whose derivative
+is not a function of its output) use the generic Keras RNN loop with the same cell: same numbers
+either way.
 """
 
 from __future__ import annotations

@@ -396,12 +396,9 @@ def config_to_dict(config: TrainConfig) -> dict[str, Any]:
 
 def save_config(config: TrainConfig, path: str | os.PathLike) -> pathlib.Path:
     """Write the resolved config as YAML (atomically: temp file + rename)."""
-    p = pathlib.Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
-    os.replace(tmp, p)
-    return p
+    from pipelines.rundir import write_text_atomic
+
+    return write_text_atomic(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))
 
 
 def load_config(cls: type[C], path: str | os.PathLike) -> C:

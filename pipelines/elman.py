@@ -575,11 +575,9 @@ def evaluate_word_boundary(
 
 
 def _plot_word_boundary(bits, targets, onset, vocab, path, warmup_steps, steps: int = 60):
-    import matplotlib
+    from pipelines.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     cols = bits.shape[1] - warmup_steps
     rows = max(1, min(len(bits), -(-steps // cols)))
     err = bits[:rows, warmup_steps:].ravel()[:steps]
@@ -595,11 +593,7 @@ def _plot_word_boundary(bits, targets, onset, vocab, path, warmup_steps, steps: 
     ax.set_ylabel("error, −log2 p (bits)")
     ax.set_title("Elman word-boundary task: prediction error peaks at word onsets")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path, dpi=100)
 
 
 def evaluate_vector_task(config: ElmanConfig, model, plots_dir=None) -> dict[str, float]:
@@ -623,27 +617,21 @@ def evaluate_vector_task(config: ElmanConfig, model, plots_dir=None) -> dict[str
         "unpredictable_error": float(err[~predictable].mean()),
     }
     if plots_dir is not None:
-        import matplotlib
+        from pipelines.plots import pyplot, save_figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        path = pathlib.Path(plots_dir) / f"{config.task}_error.png"
-        fig, ax = plt.subplots(figsize=(5, 3))
+        fig, ax = pyplot().subplots(figsize=(5, 3))
         ax.bar(labels, by_phase)
         ax.set_ylabel("mean squared error")
         ax.set_title(f"Elman {config.task}: error by target type")
         fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp.png")
-        fig.savefig(tmp, dpi=100)
-        plt.close(fig)
-        os.replace(tmp, path)
+        save_figure(fig, pathlib.Path(plots_dir) / f"{config.task}_error.png", dpi=100)
     return result
 
 
 def after_training(config: ElmanConfig, model, run_dir) -> dict[str, float | str]:
     """Task extras written next to the core trainer's outputs; returns extra metrics."""
+    from pipelines.rundir import write_text_atomic
+
     run_dir = pathlib.Path(run_dir)
     plots = run_dir / "plots"
     if config.task == "char_lm":
@@ -657,9 +645,7 @@ def after_training(config: ElmanConfig, model, run_dir) -> dict[str, float | str
             temperature=config.temperature,
             seed=config.seed,
         )
-        tmp = run_dir / ".samples.txt.tmp"
-        tmp.write_text(prompt + text + "\n", encoding="utf-8")
-        os.replace(tmp, run_dir / "samples.txt")
+        write_text_atomic(run_dir / "samples.txt", prompt + text + "\n")
         return {"sample_temperature": config.temperature, "sample_prompt": prompt}
     if config.task == "word_boundary":
         return evaluate_word_boundary(config, model, plots)

@@ -318,10 +318,9 @@ def plot_filters(kernel: np.ndarray, path: pathlib.Path, count: int = 100,
                  title: str = "filters") -> pathlib.Path:
     """Each hidden unit's weight vector ``W[:, j]`` (784) as a 28×28 image, each scaled to its
     own [min, max], in a square grid (the paper's Figure 1)."""
-    import matplotlib
+    from pipelines.plots import pyplot, save_figure
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     filters = kernel.T[:count].reshape(-1, 28, 28)
     low = filters.min(axis=(1, 2), keepdims=True)
@@ -332,19 +331,15 @@ def plot_filters(kernel: np.ndarray, path: pathlib.Path, count: int = 100,
     ax.imshow(_grid(filters, columns), cmap="gray", interpolation="nearest")
     ax.set_title(title)
     ax.axis("off")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100, bbox_inches="tight")
 
 
 def plot_reconstructions(inputs: np.ndarray, reconstructions: np.ndarray, path: pathlib.Path,
                          title: str = "reconstructions") -> pathlib.Path:
     """Inputs (top row) above their reconstructions (bottom row), 28×28 each, [0, 1] scale."""
-    import matplotlib
+    from pipelines.plots import pyplot, save_figure
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     n = len(inputs)
     pairs = np.concatenate([inputs.reshape(n, 28, 28),
@@ -353,10 +348,7 @@ def plot_reconstructions(inputs: np.ndarray, reconstructions: np.ndarray, path: 
     ax.imshow(_grid(pairs, n), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
     ax.set_title(title)
     ax.axis("off")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100, bbox_inches="tight")
 
 
 # -- entry points ------------------------------------------------------------------------------

@@ -1,16 +1,43 @@
 """Training curves as PNG files (matplotlib, Agg backend: no display needed).
 
 ``plot_history(history, out_dir)`` writes ``training_curves.png`` (one panel per metric, train
-and validation curves over epochs) and ``<metric>.png`` per metric.
+and validation curves over epochs) and ``<metric>.png`` per metric. ``pyplot()`` and
+``save_figure(fig, path)`` are what every pipeline's plots use: the Agg backend, and atomic PNG
+writes (a temporary file renamed over ``path``, so a reader never sees half a file).
 """
 
 from __future__ import annotations
 
+import os
 import pathlib
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["plot_history"]
+__all__ = ["plot_history", "pyplot", "save_figure"]
+
+
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend (files only, no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: str | os.PathLike, **savefig_kwargs) -> pathlib.Path:
+    """Write ``fig`` to ``path`` atomically (parents created), close it, return the path."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
+    try:
+        fig.savefig(tmp, **savefig_kwargs)
+        os.replace(tmp, path)
+    finally:
+        pyplot().close(fig)
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def _metric_names(history: Sequence[dict[str, Any]]) -> list[str]:
@@ -26,11 +53,7 @@ def _metric_names(history: Sequence[dict[str, Any]]) -> list[str]:
 def plot_history(history: Sequence[dict[str, Any]], out_dir: str | pathlib.Path
                  ) -> list[pathlib.Path]:
     """Write the PNGs for ``history`` (a list of per-epoch log dicts) and return their paths."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if not history:
@@ -57,17 +80,11 @@ def plot_history(history: Sequence[dict[str, Any]], out_dir: str | pathlib.Path
     for ax, name in zip(axes.flat, names, strict=False):
         draw(ax, name)
     fig.tight_layout()
-    path = out / "training_curves.png"
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    written.append(path)
+    written.append(save_figure(fig, out / "training_curves.png", dpi=80))
     for name in names:
         fig, ax = plt.subplots(figsize=(5, 3.5))
         draw(ax, name)
         fig.tight_layout()
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
-        p = out / f"{safe}.png"
-        fig.savefig(p, dpi=80)
-        plt.close(fig)
-        written.append(p)
+        written.append(save_figure(fig, out / f"{safe}.png", dpi=80))
     return written

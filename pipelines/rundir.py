@@ -22,18 +22,29 @@ import shutil
 import tempfile
 from typing import Any
 
-__all__ = ["RunDir", "write_json_atomic"]
+__all__ = ["RunDir", "write_json_atomic", "write_text_atomic"]
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> pathlib.Path:
+    """Write ``text`` (UTF-8) to ``path`` via a unique temp file in the same directory +
+    ``os.replace``: readers see the old file or the new one, never a partial write."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def write_json_atomic(path: pathlib.Path, data: Any) -> pathlib.Path:
-    """Write JSON to ``path`` via a temp file in the same directory + ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=False, default=float)
-        f.write("\n")
-    os.replace(tmp, path)
-    return path
+    """Write JSON (indented) to ``path`` atomically (:func:`write_text_atomic`)."""
+    return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=float)
+                             + "\n")
 
 
 @dataclasses.dataclass

@@ -19,7 +19,6 @@ id and resumes from its last checkpoint. Each trial writes TensorBoard HParams
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import pathlib
 import shutil
@@ -32,6 +31,7 @@ import keras
 import keras_tuner as kt
 
 from pipelines.config import TrainConfig
+from pipelines.rundir import write_json_atomic
 from pipelines.spec import PipelineSpec
 from pipelines.tuning.memory import rss_mb
 from pipelines.tuning.space import SearchSpaceError, apply_search_space
@@ -189,11 +189,7 @@ class PipelineHyperModel(kt.HyperModel):
             shutil.copytree(source, target, dirs_exist_ok=True)
 
     def _write_worker_info(self, trial_id: str) -> None:
-        path = self.tune_dir / f"trial_{trial_id}" / "worker.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"worker.json.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({
+        write_json_atomic(self.tune_dir / f"trial_{trial_id}" / "worker.json", {
             "tuner_id": self.tuner_id, "host": socket.gethostname(), "pid": os.getpid(),
             "rss_mb_at_start": round(rss_mb(), 1), "started": time.time(),
-        }))
-        os.replace(tmp, path)
+        })

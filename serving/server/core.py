@@ -23,6 +23,19 @@ from serving.server.metrics import Metrics
 from serving.server.servable import Servable, Signature
 from serving.server.tensors import to_ndarray
 
+# What the event loop does itself: requests up to LOOP_REQUEST_BYTES are decoded there, outputs
+# up to LOOP_OUTPUT_VALUES values encoded there; larger ones go to the executor so one big
+# request never stalls the other connections.
+LOOP_REQUEST_BYTES = 256 * 1024
+LOOP_OUTPUT_VALUES = 65536
+
+
+async def encode_outputs(outputs: dict[str, np.ndarray], executor, encode, *args):
+    """``encode(*args)`` on the loop for small ``outputs``, in ``executor`` for large ones."""
+    if sum(v.size for v in outputs.values()) > LOOP_OUTPUT_VALUES:
+        return await asyncio.get_running_loop().run_in_executor(executor, encode, *args)
+    return encode(*args)
+
 
 class ServingCore:
     def __init__(self, manager: ModelManager, metrics: Metrics,

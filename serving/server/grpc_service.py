@@ -24,7 +24,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from serving.server.core import ServingCore
+from serving.server.core import LOOP_REQUEST_BYTES, ServingCore, encode_outputs
 from serving.server.errors import Code, ServingError, from_exception, invalid_argument
 from serving.server.tensors import from_ndarray, to_ndarray
 
@@ -62,10 +62,6 @@ def metadata_response(servable, fields) -> get_model_metadata_pb2.GetModelMetada
         sdm.signature_def[k].CopyFrom(v)
     resp.metadata["signature_def"].Pack(sdm)
     return resp
-
-
-_LOOP_REQUEST_BYTES = 256 * 1024  # larger Predict requests are decoded in the executor
-_LOOP_OUTPUT_VALUES = 65536  # larger Predict outputs are encoded in the executor
 
 
 def _model_of(request) -> str:
@@ -111,7 +107,7 @@ class _Base:
 
 class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceServicer):
     async def Predict(self, request, context):
-        if request.ByteSize() > _LOOP_REQUEST_BYTES:
+        if request.ByteSize() > LOOP_REQUEST_BYTES:
             return await self._call("predict", request, context, self._predict)
         return await self._call("predict", request, context, self._predict_async,
                                 blocking=False)
@@ -130,10 +126,8 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
         sig, outputs = await self.core.predict_async(
             servable, request.model_spec.signature_name, inputs, request.output_filter,
             timeout_s, self.executor)
-        if sum(v.size for v in outputs.values()) > _LOOP_OUTPUT_VALUES:
-            return await asyncio.get_running_loop().run_in_executor(
-                self.executor, self._response, servable, sig, outputs)
-        return self._response(servable, sig, outputs)
+        return await encode_outputs(outputs, self.executor, self._response, servable, sig,
+                                    outputs)
 
     @staticmethod
     def _response(servable, sig, outputs) -> predict_pb2.PredictResponse:

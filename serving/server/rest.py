@@ -32,7 +32,7 @@ from google.protobuf import json_format
 from tensorflow_serving.apis import classification_pb2, get_model_metadata_pb2, regression_pb2
 
 from serving.server import json_codec
-from serving.server.core import ServingCore
+from serving.server.core import LOOP_REQUEST_BYTES, ServingCore, encode_outputs
 from serving.server.errors import Code, from_exception, invalid_argument
 from serving.server.grpc_service import metadata_response, model_status_response
 
@@ -45,8 +45,7 @@ _STATUS_RE = re.compile(
     r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?",
     re.IGNORECASE)
 _INT64_MAX = 2**63 - 1
-FAST_BODY_BYTES = 256 * 1024  # larger :predict bodies are decoded in the executor
-_LOOP_OUTPUT_VALUES = 65536  # larger predict outputs are encoded in the executor
+FAST_BODY_BYTES = LOOP_REQUEST_BYTES  # larger :predict bodies are decoded in the executor
 _ROUTE_CACHE_SIZE = 1024
 
 
@@ -159,11 +158,8 @@ class RestApi:
                 inputs, fmt = json_codec.predict_inputs(doc, sig.inputs)
             _, outputs = await self.core.predict_async(servable, name, inputs, (),
                                                        self.timeout_s, self.executor)
-            if sum(v.size for v in outputs.values()) > _LOOP_OUTPUT_VALUES:
-                text = await asyncio.get_running_loop().run_in_executor(
-                    self.executor, json_codec.predict_response, outputs, fmt)
-            else:
-                text = json_codec.predict_response(outputs, fmt)
+            text = await encode_outputs(outputs, self.executor, json_codec.predict_response,
+                                        outputs, fmt)
             return 200, "application/json", text
         except Exception as exc:  # noqa: BLE001 - every failure becomes {"error": ...}
             status, response = _error_response(exc, "POST", f"/v1/models/{model}:predict")

@@ -17,6 +17,7 @@ Servers start in-process on free localhost ports and are stopped at the end of t
 from __future__ import annotations
 
 import os
+import pathlib
 import shutil
 
 import numpy as np
@@ -137,6 +138,16 @@ def start_server(args: list[str], rest: bool = True) -> ModelServer:
     if rest:
         argv.append(f"--rest_api_port={free_port()}")
     return ModelServer(parse_flags(argv)).start()
+
+
+def start_batching_server(root, toy_builds, parameters: str, *flags: str) -> ModelServer:
+    """The toy model (version 1) under ``root`` with ``--enable_batching`` and the batching
+    parameters text proto ``parameters``; ``flags`` are further server flags."""
+    base = make_base(root, "toy", toy_builds, [1])
+    params = pathlib.Path(root) / "batching.config"
+    params.write_text(parameters)
+    return start_server(["--model_name=toy", f"--model_base_path={base}", "--enable_batching",
+                         f"--batching_parameters_file={params}", *flags])
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from serving.server.batching import BatchScheduler
 from serving.server.config import BatchingConfig
 from serving.server.errors import Code, ServingError
 from serving.server.servable import TensorSig
-from tests.serving.conftest import make_base, start_server
+from tests.serving.conftest import make_base, start_batching_server, start_server
 from tests.serving.test_server_batching import FakeServable, RecordingSignature
 
 PREDICT = "/v1/models/toy:predict"
@@ -215,14 +215,11 @@ def test_idle_timeout_closes_idle_connections_only(server):
 @pytest.fixture(scope="module")
 def slow_batching_server(tmp_path_factory, toy_builds):
     """Batches wait up to 1.5 s for more requests: longer than the 1 s idle timeout."""
-    root = tmp_path_factory.mktemp("aio_batching")
-    base = make_base(root, "toy", toy_builds, [1])
-    params = root / "batching.config"
-    params.write_text("max_batch_size { value: 4 }\nbatch_timeout_micros { value: 1500000 }\n"
-                      "max_enqueued_batches { value: 4 }\nnum_batch_threads { value: 1 }\n")
-    srv = start_server(["--model_name=toy", f"--model_base_path={base}", "--enable_batching",
-                        f"--batching_parameters_file={params}",
-                        "--rest_api_idle_timeout_seconds=1", "--rest_api_timeout_in_ms=5000"])
+    srv = start_batching_server(
+        tmp_path_factory.mktemp("aio_batching"), toy_builds,
+        "max_batch_size { value: 4 }\nbatch_timeout_micros { value: 1500000 }\n"
+        "max_enqueued_batches { value: 4 }\nnum_batch_threads { value: 1 }\n",
+        "--rest_api_idle_timeout_seconds=1", "--rest_api_timeout_in_ms=5000")
     yield srv
     srv.stop()
 
@@ -238,11 +235,10 @@ def test_request_waiting_for_its_batch_outlives_the_idle_timeout(slow_batching_s
 
 
 def test_rest_deadline_while_waiting_for_a_batch(tmp_path, toy_builds):
-    base = make_base(tmp_path, "toy", toy_builds, [1])
-    params = tmp_path / "batching.config"
-    params.write_text("max_batch_size { value: 4 }\nbatch_timeout_micros { value: 3000000 }\n")
-    srv = start_server(["--model_name=toy", f"--model_base_path={base}", "--enable_batching",
-                        f"--batching_parameters_file={params}", "--rest_api_timeout_in_ms=200"])
+    srv = start_batching_server(
+        tmp_path, toy_builds,
+        "max_batch_size { value: 4 }\nbatch_timeout_micros { value: 3000000 }\n",
+        "--rest_api_timeout_in_ms=200")
     try:
         conn = http.client.HTTPConnection("127.0.0.1", srv.rest_port, timeout=30)
         start = time.monotonic()

@@ -14,7 +14,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from serving.server.batching import BatchScheduler
 from serving.server.config import BatchingConfig, ConfigError, read_batching_file
 from serving.server.errors import Code, ServingError
-from tests.serving.conftest import make_base, start_server
+from tests.serving.conftest import start_batching_server
 
 
 class FakeServable:
@@ -147,13 +147,10 @@ def test_batching_parameters_file(tmp_path):
 
 @pytest.fixture(scope="module")
 def batching_server(tmp_path_factory, toy_builds):
-    root = tmp_path_factory.mktemp("batching")
-    base = make_base(root, "toy", toy_builds, [1])
-    params = root / "batching.config"
-    params.write_text("max_batch_size { value: 8 }\nbatch_timeout_micros { value: 1000000 }\n"
-                      "max_enqueued_batches { value: 1 }\nnum_batch_threads { value: 1 }\n")
-    server = start_server(["--model_name=toy", f"--model_base_path={base}",
-                           "--enable_batching", f"--batching_parameters_file={params}"])
+    server = start_batching_server(
+        tmp_path_factory.mktemp("batching"), toy_builds,
+        "max_batch_size { value: 8 }\nbatch_timeout_micros { value: 1000000 }\n"
+        "max_enqueued_batches { value: 1 }\nnum_batch_threads { value: 1 }\n")
     yield server
     server.stop()
 

@@ -112,23 +112,17 @@ def _steps_per_iteration(length, limit):
 
 
 def _scan(f, init, xs, reverse=False):
-    """``ops.scan`` over a tuple ``xs``; packs it into one tensor when the loop length is not
-    static (Keras's TensorFlow ``scan`` cannot check several inputs of unknown length)."""
-    if len(xs) == 1 or xs[0].shape[0] is not None:
-        return ops.scan(lambda c, x: f(c, x), init, xs, reverse=reverse)
-    dtype = xs[0].dtype
-    sizes = [x.shape[-1] for x in xs]
-    kinds = [x.dtype for x in xs]
-    packed = ops.concatenate([ops.cast(x, dtype) for x in xs], axis=-1)
-    splits = [sum(sizes[: i + 1]) for i in range(len(sizes) - 1)]
+    """``ops.scan`` of ``f(carry, tuple(x[i] for x in xs))`` over the block indices ``i``.
 
-    def unpacked(carry, p):
-        parts = ops.split(p, splits, axis=-1)
-        parts = [ops.cast(q, kind) if kind == "bool" else q
-                 for q, kind in zip(parts, kinds, strict=True)]
-        return f(carry, tuple(parts))
-
-    return ops.scan(unpacked, init, packed, reverse=reverse)
+    The loop scans over the block indices and slices each block out of ``xs`` in its body, so
+    the inputs are never copied into per-iteration buffers (TensorFlow's scan unstacks its inputs
+    into a TensorList, a full copy of each; a first-axis slice is a view), and any number of
+    inputs may have a length unknown while tracing.
+    """
+    n = xs[0].shape[0]
+    indices = ops.arange(ops.shape(xs[0])[0] if n is None else n)
+    return ops.scan(lambda carry, i: f(carry, tuple(x[i] for x in xs)), init, indices,
+                    reverse=reverse)
 
 
 class _Layout:
@@ -278,9 +272,10 @@ def _chained_states(z, h0, recurrent_kernel, activation, *, chains, mask, recurr
         xs = (z_blocks,) if mask is None else (z_blocks, mask_blocks)
         init = ops.concatenate([ops.zeros((k - 1, *ops.shape(h0_chains)), h0.dtype),
                                 ops.expand_dims(h0_chains, 0)], axis=0)
-        _, state_blocks = _scan(forward_step, init, xs)
+        last_block, state_blocks = _scan(forward_step, init, xs)
         states = lay.unblocked(state_blocks)
-        # Without time padding, the gradient of h_T can seed the backward carry directly.
+        # Without time padding, h_T is the final carry (so the loss need not wait for the
+        # stacked states) and its gradient can seed the backward carry directly.
         lean = last_only and not lay.padded_time
 
         def grad(*args, upstream=None):
@@ -338,6 +333,8 @@ def _chained_states(z, h0, recurrent_kernel, activation, *, chains, mask, recurr
                   + ops.matmul(ops.transpose(first), dz_all[:n_first]))
             return lay.unblocked(dz_blocks), lay.join_rows(dh0_chains), dw
 
-        return (states[-1] if last_only else states), grad
+        if not last_only:
+            return states, grad
+        return (lay.join_rows(last_block[-1]) if lean else states[-1]), grad
 
     return recurrence(z, h0, recurrent_kernel)

@@ -282,13 +282,13 @@ def _chained_states(z, h0, recurrent_kernel, activation, *, chains, mask, recurr
             if upstream is None:
                 (upstream,) = args
             w_t = ops.transpose(w)
-            g_prime = derivative(state_blocks)
-            if mask is not None:
-                g_prime = ops.where(mask_blocks, g_prime, ops.zeros_like(g_prime))
 
             def back_step(carry, inputs):
                 c = ops.unstack(carry[0], g)
-                gp_k = steps(inputs[0])
+                g_prime = derivative(inputs[0])
+                if mask is not None:
+                    g_prime = ops.where(inputs[1], g_prime, ops.zeros_like(g_prime))
+                gp_k = steps(g_prime)
                 m_k = None if mask is None else steps(inputs[1])
                 d_k = None if lean else steps(inputs[-1])
                 dz_block = [None] * k
@@ -307,7 +307,7 @@ def _chained_states(z, h0, recurrent_kernel, activation, *, chains, mask, recurr
                 result = (ops.stack(c), restack(dz_block))
                 return result, result
 
-            back_xs = (g_prime,) if mask is None else (g_prime, mask_blocks)
+            back_xs = (state_blocks,) if mask is None else (state_blocks, mask_blocks)
             if lean:
                 c_init = lay.split_rows(ops.reshape(upstream, ops.shape(h0)))
             else:

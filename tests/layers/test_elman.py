@@ -222,13 +222,16 @@ def test_traced_gradients_with_unknown_batch(time_dim, return_sequences, chains,
 
 @pytest.mark.parametrize("batch,units,chains", [
     (64, 256, 4),     # 2·16·256² = 2 MFLOP per chain step: 16 rows per chain
-    (32, 256, 2), (16, 256, 1), (128, 256, 8), (100, 256, 7),
+    (32, 256, 2), (128, 256, 8), (100, 256, 7),
+    (16, 256, 2),     # one chain's worth of rows, but 2·MIN_CHAIN_ROWS: at least two chains
+    (15, 256, 1),     # below 2·MIN_CHAIN_ROWS rows: one chain
     (4096, 256, 16),  # capped at MAX_CHAINS
     (None, 256, 4),   # unknown batch: sized for NOMINAL_BATCH = 64
-    (64, 128, 1),     # 64 rows per chain
+    (None, 128, 2),
+    (64, 128, 2),     # 64 rows per chain, still two chains
     (256, 128, 4),
-    (64, 512, 1),     # 4 rows per chain < MIN_CHAIN_ROWS: one chain
-    (1, 256, 1),
+    (64, 512, 2),     # 4 rows per chain < MIN_CHAIN_ROWS: two chains of 32 rows
+    (64, 1024, 2), (8, 512, 1), (1, 256, 1),
 ])
 def test_default_chains(batch, units, chains):
     assert _elman_recurrence.default_chains(batch, units) == chains

@@ -11,6 +11,7 @@ its batch in parallel chains (the default) against ElmanRNN with one chain; and 
 doing only the matrix products any exact BPTT step needs (forward and backward recurrent chains
 of ``(rows, units) @ (units, units)`` over the same row blocks, ``∂W_h``, ``x W_x``, ``∂W_x``)
 against SimpleRNN. The bound shows how far below SimpleRNN this design can go on this machine.
+Two information rows (no goal) repeat the graph-mode comparison at 128 units and at batch 16.
 """
 
 from __future__ import annotations
@@ -128,6 +129,19 @@ def rows(quick: bool) -> list[Row]:
             ("keras SimpleRNN", _train_step(baseline, x, False)),
             GOAL, warmup=warmup, repeats=repeats,
         ))
+        # Other sizes, for information (the goal is stated at the size above). At 128 units the
+        # step products are small enough that per-op costs of the graph runtime weigh as much as
+        # the arithmetic; batch 64 and 128 units is the Elman tuner's default.
+        for other_batch, other_units in ((64, 128), (16, 256)):
+            x, candidate, baseline = _pair(other_batch, steps, features, other_units)
+            chains = _elman_recurrence.default_chains(other_batch, other_units)
+            result.append(time_ratio_row(
+                f"Elman train step (info: last output, graph, b{other_batch} T{steps} "
+                f"d{features} u{other_units}, {chains} chains)",
+                ("ElmanRNN", _train_step(candidate, x, False)),
+                ("keras SimpleRNN", _train_step(baseline, x, False)),
+                ">= 0.0", warmup=warmup, repeats=repeats,
+            ))
     return result
 
 

@@ -40,18 +40,20 @@ class Row:
 def median_times(
     fns: Sequence[Callable[[], object]], *, warmup: int = 3, repeats: int = 15
 ) -> list[float]:
-    """Median wall time (seconds) of each fn, calls interleaved round-robin after warm-up.
+    """Median wall time (seconds) of each fn, calls interleaved after warm-up.
 
-    Each fn must block until its work is done (return a NumPy value or call ``.numpy()``).
+    Rounds alternate the order (A B, B A, A B, ...), so neither fn always runs right after the
+    other. Each fn must block until its work is done (return a NumPy value or call ``.numpy()``).
     """
     for _ in range(warmup):
         for fn in fns:
             fn()
     samples: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
-        for i, fn in enumerate(fns):
+    order = list(range(len(fns)))
+    for round_index in range(repeats):
+        for i in order if round_index % 2 == 0 else reversed(order):
             start = time.perf_counter()
-            fn()
+            fns[i]()
             samples[i].append(time.perf_counter() - start)
     return [statistics.median(s) for s in samples]
 

@@ -1,8 +1,9 @@
 """Shared benchmark harness: ratios of a candidate against a baseline, measured side by side.
 
 Speed goals are ratios, never absolute times: both functions run in the same process, interleaved
-(candidate, baseline, candidate, ...) so drifts in machine load hit both equally, and the ratio of
-the two medians is reported.
+in rounds of alternating order (candidate, baseline, then baseline, candidate, ...) so drifts in
+machine load hit both equally and neither always runs right after the other, and the ratio of the
+two medians is reported.
 """
 
 from __future__ import annotations

@@ -60,12 +60,18 @@ class ServingCore:
             return self.batcher.run(servable, sig, inputs, timeout_s)
         return sig.run(inputs)
 
+    @staticmethod
+    def _checked(servable: Servable, signature_name: str, inputs: dict[str, np.ndarray],
+                 output_filter) -> tuple[Signature, list[str]]:
+        """The signature, after checking ``inputs`` against it; the output aliases to return."""
+        sig = servable.signature(signature_name)
+        sig.check_inputs(inputs)
+        return sig, sig.check_output_filter(output_filter)
+
     def predict(self, servable: Servable, signature_name: str, inputs: dict[str, np.ndarray],
                 output_filter=(), timeout_s: float | None = None):
         """Validated predict → (signature, {alias: array} in output-filter order)."""
-        sig = servable.signature(signature_name)
-        sig.check_inputs(inputs)
-        wanted = sig.check_output_filter(output_filter)
+        sig, wanted = self._checked(servable, signature_name, inputs, output_filter)
         outputs = self.run(servable, sig, inputs, timeout_s)
         return sig, {k: outputs[k] for k in wanted}
 
@@ -76,9 +82,7 @@ class ServingCore:
 
         The model never runs on the loop thread: a slow model must not stall other requests.
         """
-        sig = servable.signature(signature_name)
-        sig.check_inputs(inputs)
-        wanted = sig.check_output_filter(output_filter)
+        sig, wanted = self._checked(servable, signature_name, inputs, output_filter)
         if self.batcher is not None:
             outputs = await self.batcher.run_async(servable, sig, inputs, timeout_s)
         else:

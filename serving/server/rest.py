@@ -153,9 +153,7 @@ class RestApi:
                 if inputs is None:
                     doc = json_codec.parse_body(body)
             if inputs is None:
-                name = json_codec.signature_name(doc)
-                sig = self._signature(servable, name)
-                inputs, fmt = json_codec.predict_inputs(doc, sig.inputs)
+                name, inputs, fmt = self._document_inputs(servable, doc)
             _, outputs = await self.core.predict_async(servable, name, inputs, (),
                                                        self.timeout_s, self.executor)
             text = await encode_outputs(outputs, self.executor, json_codec.predict_response,
@@ -176,11 +174,15 @@ class RestApi:
             raise invalid_argument(f'Serving signature name: "{key}" not found in signature def')
         return sig
 
+    def _document_inputs(self, servable, doc) -> tuple[str, dict, str]:
+        """(signature name, input arrays, "row" or "columnar") of a parsed ``:predict`` body."""
+        name = json_codec.signature_name(doc)
+        inputs, fmt = json_codec.predict_inputs(doc, self._signature(servable, name).inputs)
+        return name, inputs, fmt
+
     # -- handlers --------------------------------------------------------------------------------
     def _predict(self, servable, doc) -> str:
-        name = json_codec.signature_name(doc)
-        sig = self._signature(servable, name)
-        inputs, fmt = json_codec.predict_inputs(doc, sig.inputs)
+        name, inputs, fmt = self._document_inputs(servable, doc)
         _, outputs = self.core.predict(servable, name, inputs, (), self.timeout_s)
         return json_codec.predict_response(outputs, fmt)
 

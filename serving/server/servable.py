@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -73,6 +74,8 @@ class Signature:
                         for k in sorted(definition.outputs)}
         self._fn = fn
         self._arg_index = {k: i for i, k in enumerate(self.inputs)}
+        # (input values, seconds) of the latest completed run; one tuple, replaced atomically.
+        self.last_run: tuple[int, float] | None = None
 
     # -- validation ------------------------------------------------------------------------------
     def check_input_names(self, names) -> None:
@@ -130,6 +133,7 @@ class Signature:
     # -- execution -------------------------------------------------------------------------------
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the concrete function on validated inputs; returns every output as NumPy."""
+        start = time.perf_counter()
         feeds = {}
         for alias, array in inputs.items():
             if array.dtype.kind in "SU":
@@ -141,7 +145,14 @@ class Signature:
             raise ServingError(Code(exc.error_code), exc.message) from None
         except (ValueError, TypeError) as exc:
             raise invalid_argument(str(exc)) from None
-        return {k: v.numpy() for k, v in result.items()}
+        outputs = {k: v.numpy() for k, v in result.items()}
+        self.last_run = (input_values(inputs), time.perf_counter() - start)
+        return outputs
+
+
+def input_values(inputs: dict[str, np.ndarray]) -> int:
+    """The number of values in a request's input arrays."""
+    return sum(a.size for a in inputs.values())
 
 
 class Servable:

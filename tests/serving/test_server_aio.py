@@ -4,6 +4,7 @@ deadlines, and the JSON fast paths (same answers as the general path)."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import http.client
 import json
 import socket
@@ -285,6 +286,101 @@ def test_merged_batch_answers_rest_and_grpc_callers(slow_batching_server):
     assert results == {i: [float(i)] * 3 for i in (1, 2, 3, 4)}
     assert srv.metrics.batch_size.count("toy") - before == 1  # one model run for all four
     assert time.monotonic() - start < 1.4  # a full batch does not wait for the timeout
+
+
+# -- ServingCore.predict_async: where the model runs with batching off -----------------------------
+class TimedSignature:
+    """Doubles ``x``; records the thread of every run and reports ``seconds`` as its run time
+    (``last_run``, as ``Signature.run`` does); a run of ``block_rows`` rows waits for
+    ``release``."""
+
+    name = "serving_default"
+
+    def __init__(self, seconds: float, block_rows: int = 0):
+        self.seconds = seconds
+        self.block_rows = block_rows
+        self.release = threading.Event()
+        self.threads: list[str] = []
+        self.last_run = None
+
+    def signature(self, name):  # the servable's lookup
+        return self
+
+    def check_inputs(self, inputs):
+        pass
+
+    def check_output_filter(self, output_filter):
+        return ["y"]
+
+    def run(self, inputs):
+        self.threads.append(threading.current_thread().name)
+        if len(inputs["x"]) == self.block_rows:
+            assert self.release.wait(10)
+        self.last_run = (inputs["x"].size, self.seconds)
+        return {"y": inputs["x"] * 2}
+
+
+def _predict_on_a_loop(sig, rows_per_call: list[int]) -> list[str]:
+    """Sequential ``predict_async`` calls (batching off) on a fresh event loop thread; the
+    threads the model ran on, ``"loop"`` for the loop's own."""
+    from serving.server.core import ServingCore
+
+    core = ServingCore(manager=None, metrics=None)
+
+    async def scenario():
+        loop_thread = threading.current_thread().name
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="executor") as pool:
+            for rows in rows_per_call:
+                x = np.full((rows, 2), rows, np.float32)
+                _, out = await core.predict_async(sig, "serving_default", {"x": x}, (), None,
+                                                  pool)
+                np.testing.assert_array_equal(out["y"], 2 * x)
+        return ["loop" if t == loop_thread else t.split("_")[0] for t in sig.threads]
+
+    return asyncio.run(scenario())
+
+
+def test_a_quick_model_alone_on_the_loop_runs_there():
+    """Unknown run time → executor; then quick runs of no more values than the latest run → the
+    loop; a larger request → executor (its time is unknown). Each run becomes the reference."""
+    sig = TimedSignature(seconds=0.0005)
+    assert _predict_on_a_loop(sig, [1, 1, 1, 3, 3, 2, 3]) == [
+        "executor", "loop", "loop", "executor", "loop", "loop", "executor"]
+
+
+def test_a_slow_model_always_runs_in_the_executor():
+    from serving.server.core import INLINE_RUN_SECONDS
+
+    sig = TimedSignature(seconds=INLINE_RUN_SECONDS * 1.5)
+    assert _predict_on_a_loop(sig, [1, 1, 1]) == ["executor"] * 3
+
+
+def test_a_quick_model_runs_in_the_executor_while_another_predict_is_in_flight():
+    from serving.server.core import ServingCore
+
+    sig = TimedSignature(seconds=0.0005, block_rows=4)
+    core = ServingCore(manager=None, metrics=None)
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        with concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="executor") as pool:
+            def predict(rows):
+                return core.predict_async(sig, "serving_default",
+                                          {"x": np.ones((rows, 2), np.float32)}, (), None, pool)
+
+            await predict(1)  # → executor; now known to be quick
+            await predict(1)  # alone → the loop
+            blocked = asyncio.ensure_future(predict(4))  # more values → executor, waits there
+            while len(sig.threads) < 3:
+                await asyncio.sleep(0.001)
+            await predict(1)  # quick, but another predict is in flight → executor
+            loop.call_soon(sig.release.set)
+            await blocked
+            await predict(1)  # alone again → the loop
+        return sig.threads
+
+    threads = asyncio.run(scenario())
+    assert [t.startswith("executor") for t in threads] == [True, False, True, True, False]
 
 
 # -- BatchScheduler.run_async --------------------------------------------------------------------

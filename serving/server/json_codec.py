@@ -404,7 +404,7 @@ def fast_instances(body: bytes) -> tuple[str, list, tuple[int, ...], bool] | Non
         return None
     array = body[first:last + 1]
     marks = array.translate(_NUMERIC_TO_0, _SPACE)  # numbers → runs of "0", no whitespace
-    skel = marks.replace(b"0", b"")
+    skel = marks.translate(None, b"0")
     if skel.translate(None, b"[],"):
         return None  # strings, objects, literals
     shape = _dense_skeleton_shape(skel)

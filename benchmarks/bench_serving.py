@@ -22,7 +22,9 @@ Rows (ratio = candidate / baseline):
 - ``32 clients vs in-process batch 32``: server images/s vs in-process batch-32 images/s
   (goal >= 0.5).
 - ``REST vs gRPC``: REST throughput vs gRPC throughput at 32 clients, batching on (goal >= 0.7).
-- informational rows (goal ``>= 0.0``): in-process batch 1 vs 32; the ceiling of a do-nothing
+- informational rows (goal ``>= 0.0``): in-process batch-1 p50 after 1 ms idle vs back to back
+  (the server idles between one client's requests, and an idle machine answers a call more
+  slowly); in-process batch 1 vs 32; the ceiling of a do-nothing
   ``grpc.aio`` Predict server and of a do-nothing REST server (this package's HTTP layer, no JSON)
   at 32 clients; every measured throughput with p50/p99.
 """
@@ -100,10 +102,14 @@ class InProcess:
     def call(self, batch: int) -> None:
         self.fn(image=self.images[batch])["probabilities"].numpy()
 
-    def latencies(self, batch: int, seconds: float) -> list[float]:
+    def latencies(self, batch: int, seconds: float, idle_s: float = 0.0) -> list[float]:
+        """Call latencies for ``seconds``; with ``idle_s``, the process sleeps that long before
+        each call (as a server idles for a round trip between one client's requests)."""
         lat = []
         end = time.perf_counter() + seconds
         while time.perf_counter() < end:
+            if idle_s:
+                time.sleep(idle_s)
             t = time.perf_counter()
             self.call(batch)
             lat.append(time.perf_counter() - t)
@@ -386,11 +392,13 @@ def server_process(base: str, batching: bool, root: str):
 
 def interleaved_one_client(model: InProcess, gen: LoadGenerator, ports: dict,
                            seconds: float, rounds: int = 4) -> dict:
-    """p50 of the in-process batch-1 call and of 1-client gRPC/REST, measured in alternation
-    (``rounds`` slices each) so a change in machine load hits baseline and server alike."""
-    lat: dict[str, list[float]] = {"inproc": [], "grpc": [], "rest": []}
+    """p50 of the in-process batch-1 call (back to back, and after 1 ms idle) and of 1-client
+    gRPC/REST, measured in alternation (``rounds`` slices each) so a change in machine load hits
+    baselines and server alike."""
+    lat: dict[str, list[float]] = {"inproc": [], "inproc_idle": [], "grpc": [], "rest": []}
     for _ in range(rounds):
         lat["inproc"] += model.latencies(1, seconds / rounds)
+        lat["inproc_idle"] += model.latencies(1, seconds / rounds, idle_s=0.001)
         for protocol, port in ports.items():
             lat[protocol] += gen.latencies(protocol, port, 1, seconds / rounds, warmup=0.2)
     return {k: statistics.median(v) * 1e3 for k, v in lat.items()}
@@ -466,6 +474,9 @@ def rows(quick: bool) -> list[Row]:
         Row("serving: 32 clients REST vs gRPC throughput (batching on)",
             "REST", "gRPC", r[("rest", True, 32)]["throughput"],
             r[("grpc", True, 32)]["throughput"], "img/s", ">= 0.7"),
+        Row("serving (info): in-process batch-1 p50 after 1 ms idle vs back to back (a "
+            "server's calls follow an idle round trip)", "after 1 ms idle", "back to back",
+            one["inproc_idle"], one["inproc"], "ms", ">= 0.0"),
         Row("serving (info): in-process batch 1 vs batch 32 throughput",
             "in-process b1 img/s", "in-process b32 img/s", inproc[1]["images_per_s"],
             b32, "img/s", ">= 0.0"),

@@ -321,8 +321,8 @@ class TimedSignature:
 
 
 def _predict_on_a_loop(sig, rows_per_call: list[int]) -> list[str]:
-    """Sequential ``predict_async`` calls (batching off) on a fresh event loop thread; the
-    threads the model ran on, ``"loop"`` for the loop's own."""
+    """Sequential ``predict_async`` calls (batching off) on a fresh event loop in this thread;
+    the threads the model ran on, ``"loop"`` for the loop's own."""
     from serving.server.core import ServingCore
 
     core = ServingCore(manager=None, metrics=None)

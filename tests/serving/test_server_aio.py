@@ -289,14 +289,13 @@ def test_merged_batch_answers_rest_and_grpc_callers(slow_batching_server):
 
 
 # -- ServingCore.predict_async: where the model runs with batching off -----------------------------
-class TimedSignature:
+class TimedSignature(RecordingSignature):
     """Doubles ``x``; records the thread of every run and reports ``seconds`` as its run time
     (``last_run``, as ``Signature.run`` does); a run of ``block_rows`` rows waits for
     ``release``."""
 
-    name = "serving_default"
-
     def __init__(self, seconds: float, block_rows: int = 0):
+        super().__init__()
         self.seconds = seconds
         self.block_rows = block_rows
         self.release = threading.Event()
@@ -317,7 +316,7 @@ class TimedSignature:
         if len(inputs["x"]) == self.block_rows:
             assert self.release.wait(10)
         self.last_run = (inputs["x"].size, self.seconds)
-        return {"y": inputs["x"] * 2}
+        return super().run(inputs)
 
 
 def _predict_on_a_loop(sig, rows_per_call: list[int]) -> list[str]:

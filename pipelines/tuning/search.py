@@ -13,9 +13,10 @@ Tuner directory (KerasTuner's project dir) ``<workdir>/runs/<pipeline>/tune-<run
 
 Rerunning the same command resumes: completed trials are kept (not rerun), an interrupted
 trial is retried under its id from its last checkpoint, and the search continues up to
-``max_trials``. A rerun with a different tuner/objective/base config is refused (use another
-``--run`` or ``--overwrite``); ``max_trials`` and result-neutral keys (``verbose``,
-``data_dir``, export and checkpoint settings) may change.
+``max_trials``. This holds wherever the process died, also between KerasTuner's state files
+(:mod:`pipelines.tuning.state`). A rerun with a different tuner/objective/base config is
+refused (use another ``--run`` or ``--overwrite``); ``max_trials`` and result-neutral keys
+(``verbose``, ``data_dir``, export and checkpoint settings) may change.
 
 Memory: KerasTuner clears the Keras session before building each trial's model; the tuners
 here also clear it after each trial, drop the trial's ``tf.custom_gradient`` registrations that
@@ -38,7 +39,7 @@ import keras_tuner as kt
 from pipelines.config import ConfigError, TrainConfig, config_to_dict
 from pipelines.rundir import write_json_atomic
 from pipelines.spec import PipelineSpec
-from pipelines.tuning import distributed, results
+from pipelines.tuning import distributed, results, state
 from pipelines.tuning.hypermodel import PipelineHyperModel
 from pipelines.tuning.memory import TrialGradientJanitor
 from pipelines.tuning.space import (
@@ -69,6 +70,16 @@ class _ProjectTuner:
         if janitor is not None:
             janitor.end()  # the trial's graphs pinned by tf.custom_gradient (see .memory)
         gc.collect()
+
+    def reload(self):
+        super().reload()
+        if not self._is_worker():
+            state.settle_finished_trials(self.oracle)  # trials that ended just before a crash
+
+    def on_search_begin(self):
+        if not self._is_worker():
+            self.save()  # tuner0.json before any trial ends: a rerun after a crash reloads
+        super().on_search_begin()
 
     def search(self, *fit_args, **fit_kwargs):
         if distributed.tuning_role() == "chief":
@@ -268,7 +279,8 @@ def run_search(spec: PipelineSpec, config: TrainConfig, *, tuner: str = "random"
 
         _write_hparams_experiment(tune_dir, kt_tuner.oracle.get_space(),
                                   available_metrics(spec, config))
-    kt_tuner.search(verbose=config.verbose)
+    with state.atomic_state_writes():
+        kt_tuner.search(verbose=config.verbose)
     if role == "worker":
         return SearchResult(tune_dir, role, obj.name, obj.direction, [], "", None, None, None,
                             kt_tuner)

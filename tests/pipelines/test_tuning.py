@@ -404,3 +404,96 @@ def test_failing_trials_stop_the_search_after_three(data_dir, tmp_path):
     # final status, so that one still reads RUNNING on disk and is retried on a rerun).
     assert statuses == ["FAILED", "FAILED", "RUNNING"], statuses
     assert "ValueError: no data for pooling=" in _json.loads(trials[0].read_text())["message"]
+
+
+class _Killed(BaseException):
+    """Stands in for ``kill -9``: not an ``Exception``, so KerasTuner does not catch it."""
+
+
+def test_crash_between_trial_file_and_oracle_state_does_not_rerun_the_trial(
+        data_dir, tmp_path, monkeypatch, capsys):
+    """KerasTuner writes ``trial.json`` (COMPLETED) before ``oracle.json`` and ``tuner0.json``:
+    a process killed between them must still resume without rerunning that trial."""
+    from keras_tuner.src.engine import oracle as oracle_module
+
+    from pipelines.lenet5 import SPEC
+    from pipelines.tuning.search import run_search
+
+    save_trial = oracle_module.Oracle._save_trial
+
+    def save_then_die(self, trial):
+        save_trial(self, trial)
+        if trial.status == "COMPLETED":
+            raise _Killed(trial.trial_id)
+
+    config = tiny_config(data_dir, run="crash")
+    tune_dir = tmp_path / "runs" / "lenet5" / "tune-crash"
+    with monkeypatch.context() as patch:
+        patch.setattr(oracle_module.Oracle, "_save_trial", save_then_die)
+        with pytest.raises(_Killed, match="0"):
+            run_search(SPEC, config, tuner="random", max_trials=2, workdir=tmp_path,
+                       set_keys={"epochs", "batch_size"})
+    first = json.loads((tune_dir / "trial_0" / "trial.json").read_text())
+    assert first["status"] == "COMPLETED"
+    metrics_mtime = (tune_dir / "runs" / "lenet5" / "trial_0" / "metrics.json").stat().st_mtime_ns
+    capsys.readouterr()
+
+    result = run_search(SPEC, config, tuner="random", max_trials=2, workdir=tmp_path,
+                        set_keys={"epochs", "batch_size"})
+    out = capsys.readouterr().out
+    assert "Reloading Tuner" in out
+    assert "trial 0 starts" not in out and "trial 1 starts" in out
+    assert json.loads((tune_dir / "trial_0" / "trial.json").read_text()) == first
+    assert (tune_dir / "runs" / "lenet5" / "trial_0" / "metrics.json"
+            ).stat().st_mtime_ns == metrics_mtime
+    assert [r["trial_id"] for r in result.rows] == ["0", "1"]
+    assert {r["status"] for r in result.rows} == {"COMPLETED"}
+    assert result.tuner.oracle.end_order == ["0", "1"]
+    assert result.rows[0]["hyperparameters"] != result.rows[1]["hyperparameters"]
+
+
+def test_keras_tuner_state_writes_are_atomic_inside_the_block(tmp_path, monkeypatch):
+    import collections
+
+    import keras_tuner as kt
+    from keras_tuner.src import utils
+    from keras_tuner.src.engine import trial as trial_module
+
+    from pipelines import rundir
+    from pipelines.tuning.state import atomic_state_writes
+
+    original = utils.save_json
+    path = tmp_path / "trial.json"
+    path.write_text('{"status": "COMPLETED"}')
+    trial = trial_module.Trial(hyperparameters=kt.HyperParameters(), trial_id="7", status="RUNNING")
+
+    def power_cut(src, dst):
+        raise OSError("no space left on device")
+
+    with atomic_state_writes():
+        with atomic_state_writes():  # blocks nest
+            assert utils.save_json is not original
+        assert utils.save_json is not original
+        with monkeypatch.context() as patch:
+            patch.setattr(rundir.os, "replace", power_cut)
+            with pytest.raises(OSError, match="no space left"):
+                trial.save(str(path))  # KerasTuner's own Stateful.save → utils.save_json
+        assert path.read_text() == '{"status": "COMPLETED"}'  # the old state is intact
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["trial.json"]  # no temp left
+        trial.save(str(path))
+    assert utils.save_json is original
+    assert json.loads(path.read_text())["trial_id"] == "7"
+
+    # What settles on reload: only trials whose own file says they ended.
+    from types import SimpleNamespace
+
+    from pipelines.tuning.state import settle_finished_trials
+
+    oracle = SimpleNamespace(
+        trials={tid: SimpleNamespace(status=s) for tid, s in
+                [("0", "COMPLETED"), ("1", "FAILED"), ("2", "INVALID"), ("3", "RUNNING")]},
+        _retry_queue=["0", "1", "2", "3"], end_order=["1"],
+        _run_times=collections.defaultdict(int, {"0": 0, "1": 1}))
+    assert settle_finished_trials(oracle) == ["0", "1"]
+    assert (oracle._retry_queue, oracle.end_order) == (["2", "3"], ["1", "0"])
+    assert dict(oracle._run_times) == {"0": 1, "1": 1}

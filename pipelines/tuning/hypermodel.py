@@ -151,9 +151,8 @@ class PipelineHyperModel(kt.HyperModel):
         if parent and initial_epoch:
             self._continue_from(str(parent), run_dir)
         self._write_worker_info(trial_id)
-        values = {k: v for k, v in hp.values.items() if not str(k).startswith("tuner/")}
         print(f"[deepline-tune] {self.tuner_id}: trial {trial_id} starts: "
-              + ", ".join(f"{k}={v}" for k, v in values.items()), flush=True)
+              + _describe_trial(hp, config.epochs, initial_epoch, parent), flush=True)
         hparams_logger = HParamsLogger(run_dir / "tensorboard", hparams_of(hp), trial_id)
         result = train(config, self.tune_dir, spec=self.spec,
                        callbacks=[*callbacks, hparams_logger])
@@ -193,3 +192,17 @@ class PipelineHyperModel(kt.HyperModel):
             "tuner_id": self.tuner_id, "host": socket.gethostname(), "pid": os.getpid(),
             "rss_mb_at_start": round(rss_mb(), 1), "started": time.time(),
         })
+
+
+def _describe_trial(hp, epochs: int, initial_epoch: int, parent: str | None) -> str:
+    """``name=value, ...`` of the trial's hyperparameters, ``epochs`` being what it trains.
+
+    Under Hyperband the ``epochs`` hyperparameter is fixed at the largest budget while
+    ``tuner/epochs`` is the trial's own; a continuation also names the trial it resumes.
+    """
+    values = {k: v for k, v in hp.values.items() if not str(k).startswith("tuner/")}
+    values["epochs"] = epochs
+    text = ", ".join(f"{k}={v}" for k, v in values.items())
+    if parent and initial_epoch:
+        text += f" (continues trial {parent} from epoch {initial_epoch})"
+    return text

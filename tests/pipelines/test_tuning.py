@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
+import re
 
 import pytest
 
@@ -248,13 +249,14 @@ def test_random_search_end_to_end_with_retrain(data_dir, tmp_path, capsys):
                    tuner="bayesian", max_trials=3, workdir=tmp_path)
 
 
-def test_hyperband_continues_checkpoints_and_bayesian_builds(data_dir, tmp_path):
+def test_hyperband_continues_checkpoints_and_bayesian_builds(data_dir, tmp_path, capsys):
     from pipelines.lenet5 import SPEC
     from pipelines.tuning import search
 
     base = tiny_config(data_dir, run="hb", batch_size=32, epochs=2)
     result = search.run_search(SPEC, base, tuner="hyperband", max_trials=3, workdir=tmp_path,
                                set_keys=["batch_size"], hyperband_factor=2)
+    starts = re.findall(r"trial (\d) starts: (.*)", capsys.readouterr().out)
     rows = {r["trial_id"]: r for r in result.rows}
     assert len(rows) == 3 and {r["status"] for r in rows.values()} == {"COMPLETED"}
     # factor 2, max_epochs 2: two 1-epoch trials, then the better one continues to epoch 2.
@@ -269,6 +271,10 @@ def test_hyperband_continues_checkpoints_and_bayesian_builds(data_dir, tmp_path)
     assert metrics["resumed_from_step"] == 2
     assert [h["epoch"] for h in metrics["history"]] == [1, 2]
     assert rows["2"]["score"] == pytest.approx(metrics["history"][-1]["val_accuracy"])
+    # Each trial's start line names the epochs it trains (not the fixed largest budget).
+    assert [(tid, re.findall(r"epochs=(\d+)", text)) for tid, text in starts] == [
+        ("0", ["1"]), ("1", ["1"]), ("2", ["2"])]
+    assert starts[2][1].endswith(f"(continues trial {winner['trial_id']} from epoch 1)")
     assert result.best_config.epochs == rows[result.best_trial_id]["epochs"]
 
     obj = __import__("keras_tuner").Objective("val_loss", "min")

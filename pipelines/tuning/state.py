@@ -62,7 +62,7 @@ def atomic_state_writes() -> Iterator[None]:
         if _patch_depth == 0:
             if not callable(getattr(utils, "save_json", None)):
                 raise RuntimeError("keras_tuner.src.utils.save_json is gone: this KerasTuner "
-                                   "version is not the pinned one (see requirements.txt)")
+                                   "is not the version pinned in pyproject.toml")
             _original_save_json = utils.save_json
             utils.save_json = _save_json_atomic
         _patch_depth += 1

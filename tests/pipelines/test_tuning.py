@@ -459,8 +459,6 @@ def test_crash_between_trial_file_and_oracle_state_does_not_rerun_the_trial(
 
 
 def test_keras_tuner_state_writes_are_atomic_inside_the_block(tmp_path, monkeypatch):
-    import collections
-
     import keras_tuner as kt
     from keras_tuner.src import utils
     from keras_tuner.src.engine import trial as trial_module
@@ -490,7 +488,9 @@ def test_keras_tuner_state_writes_are_atomic_inside_the_block(tmp_path, monkeypa
     assert utils.save_json is original
     assert json.loads(path.read_text())["trial_id"] == "7"
 
-    # What settles on reload: only trials whose own file says they ended.
+
+def test_reload_settles_only_trials_whose_own_file_says_they_ended():
+    import collections
     from types import SimpleNamespace
 
     from pipelines.tuning.state import settle_finished_trials

@@ -28,6 +28,7 @@ import re
 import struct
 
 import numpy as np
+import orjson
 from tensorflow.core.example import example_pb2, feature_pb2
 
 from serving.server.errors import invalid_argument
@@ -334,7 +335,7 @@ def predict_inputs(doc: dict, inputs: dict[str, TensorSig]) -> tuple[dict[str, n
 # -- fast path: {"instances": <dense numeric nested list>} -------------------------------------
 # The body is split into the prefix/suffix around the array (matched exactly by these patterns),
 # the array's bracket skeleton (checked against the one a dense tensor of the inferred shape has)
-# and its numbers (one flat JSON list, so ``json.loads`` still validates every number). Any
+# and its numbers (one flat JSON list, so the JSON parser still validates every number). Any
 # mismatch → None and the general path (which also produces the error messages) takes over.
 _FAST_PREFIX = re.compile(
     rb'[ \t\r\n]*\{[ \t\r\n]*(?:"signature_name"[ \t\r\n]*:[ \t\r\n]*"([^"\\\x00-\x1f]*)"'
@@ -382,15 +383,31 @@ def _dense_skeleton_shape(skel: bytes) -> list[int] | None:
     return shape if _skeleton(shape) == skel else None
 
 
-def fast_instances(body: bytes) -> tuple[str, list, tuple[int, ...], bool] | None:
-    """``{"instances": <dense numeric list>[, "signature_name": "s"]}`` → (name, values, shape,
-    integral).
+def _flat_numbers(text: bytes, marks: bytes) -> list:
+    """The numbers of ``text``, a comma-separated list of JSON numbers (``marks``: the same
+    array with every number written as a run of ``0``), as Python ints and floats.
 
-    ``values`` is the flat list of the leaves (row-major), ``shape`` the dense shape. When every
-    number is written as an integer with a ``.0`` suffix (pixels sent as floats), ``integral`` is
-    True and ``values`` are their exact ``int`` values (parsing ints is several times cheaper
-    than parsing floats); the caller uses them only for floating-point inputs. None when the body
-    has any other form or is not valid JSON.
+    ``orjson`` parses them several times faster than ``json`` (784 pixels: ~20 µs against
+    ~150 µs) and to the same values, except that it reads an integer beyond 64 bits as a float and
+    refuses numbers beyond the double range, where ``json`` keeps the exact int or gives
+    ``inf``; a number of 20 characters or more, or a refusal, therefore takes ``json``. Raises
+    ValueError when ``text`` is not such a list.
+    """
+    flat = b"[" + text + b"]"
+    if b"0" * 20 not in marks:
+        try:
+            return orjson.loads(flat)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(flat)
+
+
+def fast_instances(body: bytes) -> tuple[str, list, tuple[int, ...]] | None:
+    """``{"instances": <dense numeric list>[, "signature_name": "s"]}`` → (name, values, shape).
+
+    ``values`` is the flat list of the leaves (row-major; ints for JSON integers, floats for
+    decimals), ``shape`` the dense shape. None when the body has any other form or is not valid
+    JSON.
     """
     first = body.find(b"[")
     last = body.rfind(b"]")
@@ -412,16 +429,8 @@ def fast_instances(body: bytes) -> tuple[str, list, tuple[int, ...], bool] | Non
         return None
     if b"0[" in marks or b"]0" in marks or b"[]" in marks:
         return None  # a number outside its innermost brackets, or an empty list
-    text = array.translate(_BRACKETS_TO_SPACE)  # brackets → whitespace: one flat JSON list
-    integral = False
-    if b"." in text:
-        ints = text.replace(b".0,", b",").replace(b".0 ", b" ")
-        integral = (b"." not in ints and b"e" not in ints and b"E" not in ints
-                    and b"-0.0" not in text)  # "-0.0" keeps its sign only as a float
-        if integral:
-            text = ints
-    try:  # json validates every number
-        values = json.loads(b"[" + text + b"]")
+    try:  # brackets → whitespace: one flat JSON list, whose parser validates every number
+        values = _flat_numbers(array.translate(_BRACKETS_TO_SPACE), marks)
     except ValueError:
         return None
     n = 1
@@ -434,7 +443,7 @@ def fast_instances(body: bytes) -> tuple[str, list, tuple[int, ...], bool] | Non
         name = name.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    return name, values, tuple(shape), integral
+    return name, values, tuple(shape)
 
 
 def fast_predict_inputs(fast, inputs: dict[str, TensorSig]) -> dict[str, np.ndarray] | None:
@@ -444,10 +453,8 @@ def fast_predict_inputs(fast, inputs: dict[str, TensorSig]) -> dict[str, np.ndar
     """
     if len(inputs) != 1:
         return None
-    _, values, shape, integral = fast
+    _, values, shape = fast
     (alias, sig), = inputs.items()
-    if integral and sig.np_dtype.kind != "f":
-        return None  # the values were JSON floats: the general path rejects or converts them
     arr = _fast_array(values, sig)
     if arr is None:
         return None

@@ -449,6 +449,9 @@ def _general(body: bytes, sig: TensorSig):
     b'{"signature_name": "s", "instances": [[0.1, 2]]}',
     b' {"instances" : [ [1.0 , 2.0] ,\n [ 3.0, 4.0 ] ] , "signature_name":"t" } ',
     b'{"instances": [[255.0, 0.0], [17.0, 3.0]]}',
+    b'{"instances": [[0.30000000000000004, 1e-7, 3.4028235e38, 1e-400]]}',
+    b'{"instances": [[1e400, -1e400]]}',  # beyond double: inf, as the general path reads it
+    b'{"instances": [[-0.12345678901234567, 1.2345678901234567e-05]]}',  # >= 20 characters
 ])
 def test_fast_instances_equal_the_general_path(body):
     fast = json_codec.fast_instances(body)
@@ -460,15 +463,39 @@ def test_fast_instances_equal_the_general_path(body):
     np.testing.assert_array_equal(got, want)
 
 
-def test_integral_float_text_is_not_accepted_as_integers():
+def test_fast_numbers_equal_json_for_any_double_text():
+    rng = np.random.default_rng(2)
+    doubles = rng.standard_normal(300) * 10.0 ** rng.integers(-300, 300, 300)
+    floats = (rng.standard_normal(300) * 10.0 ** rng.integers(-40, 38, 300)).astype(np.float32)
+    texts = ([repr(float(v)) for v in doubles] + [f"{v:.9g}" for v in floats]
+             + [str(int(v)) for v in rng.integers(-2**62, 2**62, 50)]
+             + ["18446744073709551615", "18446744073709551616", "-9223372036854775809"])
+    for text in texts:
+        body = b'{"instances": [[%s, 1]]}' % text.encode()
+        fast = json_codec.fast_instances(body)
+        assert fast is not None and fast[2] == (1, 2), text
+        want = json.loads(body)["instances"][0]
+        assert fast[1] == want and [type(v) for v in fast[1]] == [type(v) for v in want], text
+
+
+def test_float_text_is_not_accepted_as_integers():
     body = b'{"instances": [[1.0, 2.0]]}'
     fast = json_codec.fast_instances(body)
-    assert fast[3] is True and fast[1] == [1, 2]
+    assert fast[1] == [1.0, 2.0] and all(type(v) is float for v in fast[1])
     assert json_codec.fast_predict_inputs(fast, {"x": I64}) is None  # → general path, which:
     with pytest.raises(ServingError, match="is not of expected type: int64"):
         _general(body, I64)
     ints = json_codec.fast_instances(b'{"instances": [[1, -2]]}')
     assert json_codec.fast_predict_inputs(ints, {"x": I64})["x"].tolist() == [[1, -2]]
+
+
+def test_integer_beyond_64_bits_is_left_to_the_general_path():
+    body = b'{"instances": [[18446744073709551616, 1.5]]}'  # orjson alone would read a float
+    fast = json_codec.fast_instances(body)
+    assert fast[1][0] == 2**64 and type(fast[1][0]) is int
+    assert json_codec.fast_predict_inputs(fast, {"x": F32}) is None
+    with pytest.raises(ServingError, match="to float without loss of precision"):
+        _general(body, F32)
 
 
 @pytest.mark.parametrize("body", [
@@ -483,8 +510,8 @@ def test_integral_float_text_is_not_accepted_as_integers():
 ])
 def test_fast_instances_leaves_anything_else_to_the_general_path(body):
     fast = json_codec.fast_instances(body)
-    if fast is not None:  # only "-0.0": valid, but not as an integer
-        assert body == b'{"instances": [-0.0]}' and fast[3] is False
+    if fast is not None:  # only "-0.0": valid, and its sign is kept
+        assert body == b'{"instances": [-0.0]}'
         assert np.signbit(json_codec.fast_predict_inputs(fast, {"x": F32})["x"][0])
 
 

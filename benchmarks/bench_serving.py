@@ -26,7 +26,11 @@ Rows (ratio = candidate / baseline):
   (the server idles between one client's requests, and an idle machine answers a call more
   slowly); in-process batch 1 vs 32; the ceiling of a do-nothing
   ``grpc.aio`` Predict server and of a do-nothing REST server (this package's HTTP layer, no JSON)
-  at 32 clients; every measured throughput with p50/p99.
+  at 32 clients; every measured throughput with p50/p99; and, for gRPC and REST at 32 clients
+  with batching on, the CPU time the server and the load generator spend per answered image
+  against the CPU time per image the ">= 0.5" goal leaves on this machine (``os.cpu_count()``
+  cores / (0.5 × in-process batch-32 images/s)): above 1.0, the goal is out of reach even with
+  every core busy all the time.
 """
 
 from __future__ import annotations
@@ -57,6 +61,13 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (all its threads) so far, from ``/proc``."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def build_and_export(root: str) -> str:
@@ -248,6 +259,10 @@ class LoadGenerator:
             self.close()
             raise RuntimeError("the load generator process did not start in 300 s")
 
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
     def latencies(self, protocol: str, port: int, clients: int, seconds: float,
                   warmup: float = 1.0) -> list[float]:
         self._conn.send((protocol, port, clients, seconds, warmup))
@@ -379,7 +394,7 @@ def server_process(base: str, batching: bool, root: str):
             if time.monotonic() > deadline:
                 raise RuntimeError("server did not become ready in 120 s")
             time.sleep(0.2)
-        yield grpc_port, rest_port
+        yield grpc_port, rest_port, proc.pid
     finally:
         proc.terminate()
         try:
@@ -404,6 +419,15 @@ def interleaved_one_client(model: InProcess, gen: LoadGenerator, ports: dict,
     return {k: statistics.median(v) * 1e3 for k, v in lat.items()}
 
 
+def cpu_per_request(gen: LoadGenerator, protocol: str, port: int, server_pid: int,
+                    seconds: float) -> float:
+    """CPU µs that the server and the load generator together spend per answered request, over
+    one ``seconds`` slice of 32 clients (no warm-up: every request in the slice is counted)."""
+    before = cpu_seconds(server_pid) + cpu_seconds(gen.pid)
+    answered = len(gen.latencies(protocol, port, 32, seconds, warmup=0.0))
+    return (cpu_seconds(server_pid) + cpu_seconds(gen.pid) - before) / answered * 1e6
+
+
 def measure(quick: bool) -> dict:
     """Every measurement; the two servers (batching off and on) run side by side and the loads
     alternate between them and the in-process baselines in ``rounds`` slices, so drifts in
@@ -416,10 +440,11 @@ def measure(quick: bool) -> dict:
         gen = stack.enter_context(LoadGenerator())
         base = build_and_export(root)
         model = InProcess(base)
-        servers = {batching: dict(zip(("grpc", "rest"),
-                                      stack.enter_context(server_process(base, batching, root)),
-                                      strict=True))
-                   for batching in (False, True)}
+        servers, pids = {}, {}
+        for batching in (False, True):
+            grpc_port, rest_port, pids[batching] = stack.enter_context(
+                server_process(base, batching, root))
+            servers[batching] = {"grpc": grpc_port, "rest": rest_port}
         results["one_client"] = interleaved_one_client(model, gen, servers[False], seconds)
         print(f"[bench_serving] 1 client, interleaved p50 ms: {results['one_client']}",
               flush=True)
@@ -445,6 +470,11 @@ def measure(quick: bool) -> dict:
             if key[0] != "inproc":
                 results[key] = summarize(values, seconds)
                 print(f"[bench_serving] {key}: {results[key]}", flush=True)
+        for protocol in ("grpc", "rest"):
+            results[("cpu", protocol)] = cpu_per_request(gen, protocol, servers[True][protocol],
+                                                         pids[True], seconds)
+            print(f"[bench_serving] CPU µs per image, {protocol} x 32, batching on: "
+                  f"{results[('cpu', protocol)]:.0f}", flush=True)
         with noop_servers() as (grpc_port, rest_port):
             for protocol, port in (("grpc", grpc_port), ("rest", rest_port)):
                 results[("noop", protocol)] = gen.run(protocol, port, 32, seconds)
@@ -490,6 +520,13 @@ def rows(quick: bool) -> list[Row]:
             "server img/s", "in-process b32 img/s", r[("rest", True, 32)]["throughput"],
             b32, "img/s", ">= 0.0"),
     ]
+    budget = (os.cpu_count() or 1) / (0.5 * b32) * 1e6  # CPU µs per image at the >= 0.5 goal
+    for protocol, label in (("grpc", "gRPC"), ("rest", "REST")):
+        out.append(Row(
+            f"serving (info): CPU time per image, server + load generator, 32 clients {label} "
+            f"(batching on), vs the CPU time per image the >= 0.5 goal leaves "
+            f"({os.cpu_count()} cores / (0.5 x in-process b32 img/s))", "server + generator",
+            "budget at the goal", r[("cpu", protocol)], budget, "µs", ">= 0.0"))
     for protocol in ("grpc", "rest"):
         for batching in (False, True):
             for clients in (1, 8, 32):

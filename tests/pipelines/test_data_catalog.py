@@ -10,6 +10,7 @@ import pytest
 
 from pipelines import data
 from pipelines.data import catalog
+from tests.shared_data import TINY_SHAKESPEARE
 
 
 def _closed_port():
@@ -67,7 +68,7 @@ def test_probe_reports_refusal_reason():
 def test_tiny_shakespeare_from_manual_dir(tmp_path):
     manual = tmp_path / "downloads" / "manual" / "tiny_shakespeare"
     manual.mkdir(parents=True)
-    shutil.copy("/work/shared/data/tinyshakespeare.txt", manual / "input.txt")
+    shutil.copy(TINY_SHAKESPEARE, manual / "input.txt")
     # Unreachable probe: proves the local file is used without any network attempt.
     splits = data.load(
         "tiny_shakespeare",

@@ -5,8 +5,7 @@ import pytest
 
 from pipelines import data
 from pipelines.data.text import OOV_TOKEN, split_text
-
-SHAKESPEARE = "/work/shared/data/tinyshakespeare.txt"
+from tests.shared_data import TINY_SHAKESPEARE as SHAKESPEARE
 
 
 def _write(tmp_path, text):

@@ -348,6 +348,7 @@ _SPACE = b" \t\r\n"
 _NUMERIC_TO_0 = bytes.maketrans(_NUMERIC_CHARS, b"0" * len(_NUMERIC_CHARS))
 _BRACKETS_TO_SPACE = bytes.maketrans(b"[]", b"  ")
 _MAX_FAST_RANK = 32
+_LONG_NUMBER = b"0" * 20  # in the marks: a number of 20 characters or more
 
 
 def _skeleton(shape: list[int]) -> bytes:
@@ -394,7 +395,7 @@ def _flat_numbers(text: bytes, marks: bytes) -> list:
     ValueError when ``text`` is not such a list.
     """
     flat = b"[" + text + b"]"
-    if b"0" * 20 not in marks:
+    if _LONG_NUMBER not in marks:
         try:
             return orjson.loads(flat)
         except orjson.JSONDecodeError:

@@ -8,7 +8,7 @@ the same batch, interleaved in the same process (``benchmarks.common.time_ratio_
     MaxPooling2D      vs keras.layers.MaxPooling2D      64×28×28×32, 2×2
     AveragePooling2D  vs keras.layers.AveragePooling2D  64×28×28×32, 2×2
     L2Pooling2D       vs keras.layers.AveragePooling2D  64×28×28×32, 2×2 (goal ≤ 1.5: L2 pooling
-                      is a square, an average pool, a root and two selects)
+                      is a square, an average pool and a root; its gradient one product)
 
 Run: ``python -m benchmarks layers`` (all layer modules) or
 ``python -m benchmarks.bench_conv_pooling [--quick]`` (this module only).

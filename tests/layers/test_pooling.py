@@ -253,6 +253,54 @@ def test_zero_window_gives_zero_with_finite_gradient(layer):
 
 
 # ----------------------------------------------------------------------------------------------
+# L2 over tiling windows: the hand-written gradient equals autodiff of the plain formula.
+
+@pytest.mark.parametrize("pool_size, strides, padding, data_format, shape, tiled", [
+    ((2,), (2,), "valid", "channels_last", (3, 6, 2), (-1, 3, 2, 2)),
+    ((3,), (3,), "same", "channels_first", (3, 2, 9), (-1, 2, 3, 3)),
+    ((2, 2), (2, 2), "valid", "channels_last", (2, 4, 6, 3), (-1, 2, 2, 3, 2, 3)),
+    ((3, 2), (3, 2), "same", "channels_first", (2, 3, 6, 4), (-1, 3, 2, 3, 2, 2)),
+    ((2, 2), (1, 1), "valid", "channels_last", (2, 4, 4, 1), None),  # overlapping windows
+    ((2, 2), (2, 2), "valid", "channels_last", (2, 5, 4, 1), None),  # 5 rows: one left over
+    ((2, 2), (2, 2), "same", "channels_last", (2, 5, 4, 1), None),  # "same" pads a row
+])
+def test_l2_over_tiling_windows_has_the_autodiff_gradient(pool_size, strides, padding,
+                                                          data_format, shape, tiled):
+    from layers import _pool_math as pm
+
+    x = np.random.default_rng(5).standard_normal(shape).astype("float32")
+    x[0] = 0.0  # zero windows: gradient exactly 0 on both paths
+    shapes = pm._tiled_shapes(tf.constant(x), pool_size, strides, data_format)
+    assert (shapes and shapes[0]) == tiled
+    upstream = np.random.default_rng(6).standard_normal(
+        keras.ops.shape(pm.lp_window_norm(x, 2.0, pool_size, strides, padding, data_format)))
+    xv = tf.Variable(x)
+    with tf.GradientTape(persistent=True) as tape:
+        fast = pm.lp_window_norm(xv, 2.0, pool_size, strides, padding, data_format)
+        plain = pm.safe_root(pm.window_sum(keras.ops.square(xv), pool_size, strides, padding,
+                                           data_format), 2)
+        fast_loss = tf.reduce_sum(fast * upstream)
+        plain_loss = tf.reduce_sum(plain * upstream)
+    np.testing.assert_array_equal(fast.numpy(), plain.numpy())
+    fast_grad, plain_grad = tape.gradient(fast_loss, xv), tape.gradient(plain_loss, xv)
+    np.testing.assert_allclose(fast_grad.numpy(), plain_grad.numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(fast_grad.numpy()[0], 0.0)
+
+
+def test_feature_l2_pooling_over_tiling_groups_has_the_analytic_gradient():
+    x = np.random.default_rng(7).standard_normal((3, 5, 6)).astype("float32")
+    xv = tf.Variable(x)
+    with tf.GradientTape() as tape:
+        y = P.FeatureL2Pooling(3)(xv)  # groups of 3 channels, stride 3: tiling
+        loss = tf.reduce_sum(y)
+    groups = x.reshape(3, 5, 2, 3)
+    norms = np.sqrt((groups ** 2).sum(-1, keepdims=True))
+    np.testing.assert_allclose(y.numpy(), norms[..., 0], rtol=1e-6)
+    np.testing.assert_allclose(tape.gradient(loss, xv).numpy(),
+                               (groups / norms).reshape(x.shape), rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------
 # Contract checks for every public class (cheapest inputs).
 
 _X1 = np.random.default_rng(1).standard_normal((2, 4, 2)).astype("float32")

@@ -98,6 +98,17 @@ def test_matches_numpy_reference_with_ties(k, alpha):
     np.testing.assert_array_equal(kept, k)
 
 
+@pytest.mark.parametrize("units,k", [(1000, 25), (1000, 500), (4096, 32), (64, 63)])
+@pytest.mark.parametrize("jit", [False, True])
+def test_ties_at_full_size_keep_the_lower_index(units, k, jit):
+    """The unsorted top_k at the paper's sizes (other selection algorithms than the small rows
+    above) still keeps, among equal values, the lower indices."""
+    z = np.random.default_rng(units + k).integers(-3, 4, size=(32, units)).astype("float32")
+    layer = KSparse(k=k)
+    call = tf.function(lambda t: layer(t, training=True), jit_compile=jit)
+    np.testing.assert_array_equal(call(tf.constant(z)).numpy(), np_top_k(z, k))
+
+
 def test_inference_k_is_capped_at_units_and_rounds_half_to_even():
     x = distinct_inputs((3, 6))
     np.testing.assert_array_equal(KSparse(k=4, alpha=2.0)(x), x)  # min(6, 8) = 6: identity

@@ -109,6 +109,17 @@ def test_ties_at_full_size_keep_the_lower_index(units, k, jit):
     np.testing.assert_array_equal(call(tf.constant(z)).numpy(), np_top_k(z, k))
 
 
+@pytest.mark.parametrize("k", [1, 7, 25, 99, 100])
+def test_rank_mask_equals_the_top_k_mask(k):
+    """JAX's path (ranks from a full sort, k a tensor) keeps the same units, ties included."""
+    from layers.ksparse import rank_mask, top_k_mask
+
+    z = np.random.default_rng(k).integers(-3, 4, size=(16, 100)).astype("float32")
+    ranked = tf.function(rank_mask)(tf.constant(z), tf.constant(k))
+    np.testing.assert_array_equal(ranked.numpy(), top_k_mask(tf.constant(z), k).numpy())
+    np.testing.assert_array_equal(ranked.numpy(), np_top_k(z + 10.0, k) != 0)
+
+
 def test_inference_k_is_capped_at_units_and_rounds_half_to_even():
     x = distinct_inputs((3, 6))
     np.testing.assert_array_equal(KSparse(k=4, alpha=2.0)(x), x)  # min(6, 8) = 6: identity

@@ -3,7 +3,8 @@
 Both layers get the same weights and the same input (batch 64, 100 steps, 64 features, 256 units
 in the full run) and a ``tf.function``-compiled step computing the loss gradient with respect to
 every weight (what a training step needs). Rows report ``ElmanRNN time / SimpleRNN time``
-(median over interleaved rounds of the two times in each round); the goal "ElmanRNN at least 1.5x faster" is ``<= 0.667``.
+(the median over interleaved rounds of the two times in each round); the goal "ElmanRNN at
+least 1.5x faster" is ``<= 0.667``.
 
 Variants: plain graph mode for both (Keras's default on a CPU-only machine), XLA
 (``jit_compile=True``) for both, ElmanRNN under XLA against SimpleRNN in graph mode; ElmanRNN with

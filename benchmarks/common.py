@@ -30,7 +30,7 @@ class Row:
     baseline_value: float
     unit: str
     goal: str  # e.g. "<= 1.05", ">= 1.5"
-    paired: float | None = None  # median of per-round ratios (time rows), else None
+    paired: float | None = None  # median of per-round ratios (rows measured in rounds)
 
     @property
     def ratio(self) -> float:
@@ -68,13 +68,6 @@ def interleaved_times(
     return samples
 
 
-def median_times(
-    fns: Sequence[Callable[[], object]], *, warmup: int = 3, repeats: int = 15
-) -> list[float]:
-    """Median wall time (seconds) of each fn over :func:`interleaved_times` rounds."""
-    return [statistics.median(s) for s in interleaved_times(fns, warmup=warmup, repeats=repeats)]
-
-
 def paired_ratio(candidate: Sequence[float], baseline: Sequence[float]) -> float:
     """``median_r(candidate[r] / baseline[r])``: the ratio of times measured in the same round.
 
@@ -104,8 +97,9 @@ def time_ratio_row(
                statistics.median(t_base) * 1e3, "ms", goal, paired=paired_ratio(t_cand, t_base))
 
 
-PAIRED_NOTE = ("Time rows: the candidate and baseline columns are median times; the ratio is the "
-               "median over rounds of the two times measured back to back in the same round.")
+PAIRED_NOTE = ("Rows measured in interleaved rounds (times, steps/s): the candidate and baseline "
+               "columns are medians; the ratio is the median over rounds of the ratio of the two "
+               "values measured back to back in the same round.")
 
 
 def machine_description() -> str:

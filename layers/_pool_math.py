@@ -22,7 +22,7 @@ Conventions (documented for users in layers/README.md):
   ∂h_w/∂x_i = x_i / h_w for the window w holding x_i, as one broadcasting multiply of x (viewed
   as ``(…, n/k, k, …)``) by ∂L/∂h / h; autodiff would run the average pool's gradient and two
   more full-size products (x² → 2x·g).  The L2Pooling2D 2×2 training step takes about 15 % less
-  time (interleaved A/B on 2 CPU cores: 1.20–1.22 against 1.41–1.46 of AveragePooling2D's).
+  time (interleaved A/B on 2 CPU cores: 1.20–1.24 against 1.41–1.46 of AveragePooling2D's).
 * Precision.  float16/bfloat16 inputs (``mixed_float16``) are upcast to float32 for the
   power/sum/root and the result is cast back, so x² does not overflow float16 for |x| > 256.
 * Large p.  For p ∉ {1, 2} each window is divided by its own maximum m = max_window |x|
@@ -75,7 +75,7 @@ def safe_root(s, p: float):
         return ops.sqrt(s + ops.cast(L2_EPSILON, s.dtype))
     positive = ops.greater(s, 0)
     safe = ops.where(positive, s, ops.ones_like(s))
-    root = ops.sqrt(safe) if p == 2 else ops.power(safe, 1.0 / p)
+    root = ops.power(safe, 1.0 / p)
     return ops.where(positive, root, ops.zeros_like(root))
 
 

@@ -17,7 +17,7 @@ export PYTHONUNBUFFERED ?= 1
 
 .PHONY: install test test-fast train tune serve query bench lint clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt setup.py serving/server/_dense_json.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'

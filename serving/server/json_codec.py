@@ -34,6 +34,11 @@ from tensorflow.core.example import example_pb2, feature_pb2
 from serving.server.errors import invalid_argument
 from serving.server.servable import TensorSig
 
+try:  # the C reader for dense numeric arrays (setup.py builds it where a C compiler is found)
+    from serving.server import _dense_json
+except ImportError:  # pragma: no cover - installs without a compiler use the Python reader
+    _dense_json = None
+
 MAX_ERROR_VALUE_CHARS = 200
 MAX_RANK = 64
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -403,12 +408,14 @@ def _flat_numbers(text: bytes, marks: bytes) -> list:
     return json.loads(flat)
 
 
-def fast_instances(body: bytes) -> tuple[str, list, tuple[int, ...]] | None:
+def fast_instances(body: bytes) -> tuple[str, object, tuple[int, ...]] | None:
     """``{"instances": <dense numeric list>[, "signature_name": "s"]}`` → (name, values, shape).
 
-    ``values`` is the flat list of the leaves (row-major; ints for JSON integers, floats for
-    decimals), ``shape`` the dense shape. None when the body has any other form or is not valid
-    JSON.
+    ``values`` holds the leaves row-major: a flat int64 or float64 ndarray from the C reader
+    (:mod:`serving.server._dense_json`, when built), else a flat list (ints for JSON integers,
+    floats for decimals) from :func:`_python_dense_numbers`; ``np.asarray`` of either is the
+    same array. ``shape`` is the dense shape. None when the body has any other form or is not
+    valid JSON.
     """
     first = body.find(b"[")
     last = body.rfind(b"]")
@@ -420,7 +427,26 @@ def fast_instances(body: bytes) -> tuple[str, list, tuple[int, ...]] | None:
     post = _FAST_SUFFIX.fullmatch(body, last + 1)
     if post is None or (pre.group(1) is not None and post.group(1) is not None):
         return None
+    name = pre.group(1) if pre.group(1) is not None else (post.group(1) or b"")
+    try:
+        name = name.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
     array = body[first:last + 1]
+    parsed = _dense_json.parse(array) if _dense_json is not None else None
+    if parsed is not None:
+        kind, raw, shape = parsed
+        return name, np.frombuffer(raw, np.int64 if kind == "i" else np.float64), shape
+    parsed = _python_dense_numbers(array)
+    return None if parsed is None else (name, *parsed)
+
+
+def _python_dense_numbers(array: bytes) -> tuple[list, tuple[int, ...]] | None:
+    """(flat list of the numbers, dense shape) of a JSON array of nested numeric lists, or None.
+
+    The reader for what the C reader leaves (numbers outside its exact fast path) and for
+    installs without it; both give the same array wherever both answer.
+    """
     marks = array.translate(_NUMERIC_TO_0, _SPACE)  # numbers → runs of "0", no whitespace
     skel = marks.translate(None, b"0")
     if skel.translate(None, b"[],"):
@@ -439,12 +465,7 @@ def fast_instances(body: bytes) -> tuple[str, list, tuple[int, ...]] | None:
         n *= d
     if len(values) != n:
         return None
-    name = pre.group(1) if pre.group(1) is not None else (post.group(1) or b"")
-    try:
-        name = name.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    return name, values, tuple(shape)
+    return values, tuple(shape)
 
 
 def fast_predict_inputs(fast, inputs: dict[str, TensorSig]) -> dict[str, np.ndarray] | None:

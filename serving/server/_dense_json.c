@@ -1,4 +1,4 @@
-/* serving.server._dense_json: the numbers of a dense JSON array, read in one pass.
+/* serving.server._dense_json: dense numeric JSON arrays, read and written in C.
  *
  * parse(array: bytes) -> (kind, values, shape) | None
  *
@@ -22,8 +22,19 @@
  * objects depends on their neighbours). So whenever parse() answers, its answer equals the
  * Python reader's.
  */
+
+/* decimal_strings(values) -> list[str]
+ *
+ * `values`: a C-contiguous buffer of float32 ("f") or float64 ("d"), e.g. a NumPy array. Each
+ * value written as TF Serving's WriteDecimal writes it: "%g" if that reads back (as float32 for
+ * float32) to the same value, else "%.9g" (float32) or "%.17g" (float64); ".0" appended when
+ * the text has neither "." nor "e"; "NaN", "Infinity", "-Infinity". Formatting and reading use
+ * CPython's locale-independent PyOS_double_to_string / PyOS_string_to_double, so the strings are
+ * those of json_codec's Python writer.
+ */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -247,13 +258,76 @@ done:
     return result;
 }
 
+/* One value as TF Serving's WriteDecimal writes it (see decimal_strings). */
+static PyObject *decimal_text(double v, int single) {
+    if (isnan(v))
+        return PyUnicode_FromString("NaN");
+    if (isinf(v))
+        return PyUnicode_FromString(v > 0 ? "Infinity" : "-Infinity");
+    char *text = PyOS_double_to_string(v, 'g', 6, 0, NULL);
+    if (text == NULL)
+        return NULL;
+    double back = PyOS_string_to_double(text, NULL, NULL);
+    if (back == -1.0 && PyErr_Occurred()) {
+        PyMem_Free(text);
+        return NULL;
+    }
+    if (single)
+        back = (double)(float)back;
+    if (back != v) {
+        PyMem_Free(text);
+        text = PyOS_double_to_string(v, 'g', single ? 9 : 17, 0, NULL);
+        if (text == NULL)
+            return NULL;
+    }
+    PyObject *result = (strchr(text, '.') || strchr(text, 'e'))
+                           ? PyUnicode_FromString(text)
+                           : PyUnicode_FromFormat("%s.0", text);
+    PyMem_Free(text);
+    return result;
+}
+
+static PyObject *decimal_strings(PyObject *module, PyObject *arg) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return NULL;
+    PyObject *result = NULL;
+    const char *format = view.format ? view.format : "B";
+    if (format[0] == '<' || format[0] == '=' || format[0] == '@')
+        format++;
+    int single = strcmp(format, "f") == 0;
+    if (!single && strcmp(format, "d") != 0) {
+        PyErr_Format(PyExc_TypeError, "decimal_strings() takes float32 or float64 values, not "
+                     "format '%s'", view.format ? view.format : "B");
+        goto done;
+    }
+    Py_ssize_t n = view.len / view.itemsize;
+    result = PyList_New(n);
+    if (result == NULL)
+        goto done;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        double v = single ? (double)((const float *)view.buf)[k] : ((const double *)view.buf)[k];
+        PyObject *text = decimal_text(v, single);
+        if (text == NULL) {
+            Py_CLEAR(result);
+            goto done;
+        }
+        PyList_SET_ITEM(result, k, text);
+    }
+done:
+    PyBuffer_Release(&view);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"parse", parse, METH_O,
      "parse(array: bytes) -> (kind, values, shape) | None: the numbers of a dense JSON array "
      "(kind \"i\": int64 values, \"f\": float64), or None to leave it to the Python reader."},
+    {"decimal_strings", decimal_strings, METH_O,
+     "decimal_strings(values) -> list[str]: float32/float64 values as TF Serving writes them."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_dense_json",
-                                    "One-pass reader for dense numeric JSON arrays.", -1, methods};
+                                    "Dense numeric JSON arrays, read and written in C.", -1, methods};
 
 PyMODINIT_FUNC PyInit__dense_json(void) { return PyModule_Create(&module); }

@@ -565,7 +565,19 @@ def _decimal(v: float, single: bool) -> str:
 
 
 def _float_strings(arr: np.ndarray) -> np.ndarray:
-    """TF Serving's WriteDecimal for every element: shortest round-tripping %g/%.9g (or %.17g)."""
+    """TF Serving's WriteDecimal for every element: shortest round-tripping %g/%.9g (or %.17g).
+
+    The C writer (``_dense_json.decimal_strings``, when built) formats float32/float64; the
+    Python writer below gives the same strings, and serves other float types.
+    """
+    if _dense_json is not None and arr.dtype in (np.float32, np.float64):
+        out = np.empty(arr.size, dtype=object)
+        out[:] = _dense_json.decimal_strings(np.ascontiguousarray(arr))
+        return out.reshape(arr.shape)
+    return _python_float_strings(arr)
+
+
+def _python_float_strings(arr: np.ndarray) -> np.ndarray:
     flat = arr.ravel()
     if flat.size <= _SMALL and arr.dtype in (np.float32, np.float64):
         single = arr.dtype == np.float32

@@ -202,3 +202,35 @@ def test_fast_instances_without_the_c_reader_gives_the_same_arrays(monkeypatch):
             else:
                 assert got.tobytes() == ref.tobytes()
     assert answered > 150
+
+
+@pytestmark_c
+def test_decimal_strings_equal_the_python_writer():
+    rng = np.random.default_rng(13)
+    special = [0.0, -0.0, 1.0, 0.1, 1e-5, 1e16, 1e17, 123456789.0, 2.0**-149, 2.0**-126,
+               np.finfo(np.float32).max, np.nan, np.inf, -np.inf]
+    for dtype in (np.float32, np.float64):
+        info = np.finfo(dtype)
+        with np.errstate(over="ignore"):  # float32 overflows to inf: written as "Infinity"
+            normal = (rng.standard_normal(3000) * 10.0 ** rng.integers(-40, 38, 3000))
+            vals = np.concatenate([
+                normal.astype(dtype),
+                rng.integers(-10**6, 10**6, 500).astype(dtype),  # whole: "%g" or ".0" added
+                np.frombuffer(rng.bytes(2000 * info.bits // 8), dtype),  # any bit pattern
+                np.array(special + [info.tiny, info.smallest_subnormal], dtype),
+            ])
+        got = dense_json.decimal_strings(vals)
+        with np.errstate(invalid="ignore"):  # signalling NaNs among the bit patterns
+            assert got == json_codec._python_float_strings(vals).tolist()
+    assert dense_json.decimal_strings(np.array([0.1, 1 / 3], np.float32)) == [
+        "0.1", "0.333333343"]
+    assert dense_json.decimal_strings(np.array([1 / 3, 5.0], np.float64)) == [
+        "0.33333333333333331", "5.0"]
+
+
+@pytestmark_c
+def test_decimal_strings_refuse_other_types():
+    with pytest.raises(TypeError, match="float32 or float64"):
+        dense_json.decimal_strings(np.array([1], np.int32))
+    with pytest.raises(TypeError, match="float32 or float64"):
+        dense_json.decimal_strings(np.array([1], np.float16))

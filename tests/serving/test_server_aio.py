@@ -536,9 +536,10 @@ def test_small_float_output_formatting_equals_the_vectorized_path():
         vals = np.concatenate([rng.standard_normal(40) * 10.0 ** rng.integers(-40, 38, 40),
                                [0.1, 1e-7, 3.4e38, 1.0, -0.0, 1e-45, 123456789.0, np.nan,
                                 np.inf, -np.inf]]).astype(dtype)
-        small = json_codec._float_strings(vals).tolist()  # ≤ 64 values: per-value formatting
-        big = json_codec._float_strings(np.tile(vals, 2)).tolist()[:len(vals)]
+        small = json_codec._python_float_strings(vals).tolist()  # ≤ 64 values: per value
+        big = json_codec._python_float_strings(np.tile(vals, 2)).tolist()[:len(vals)]
         assert small == big
+        assert json_codec._float_strings(vals).tolist() == small  # the C writer where built
     assert json_codec._float_strings(np.array([1.0, 0.1, np.nan], np.float32)).tolist() == [
         "1.0", "0.1", "NaN"]
 

@@ -3,7 +3,8 @@
 A LeNet-5-sized Keras classifier (28×28×1 raw pixels → Rescaling → Conv 6@5×5 → AvgPool →
 Conv 16@5×5 → AvgPool → Dense 120 → Dense 84 → Dense 10 softmax; untrained weights) is exported
 with ``serving.export.export_model``. Baselines call the same SavedModel's ``serving_default``
-concrete function in this process at batch 1 and batch 32.
+concrete function in this process at batch 1 and batch 32, the way the server calls it
+(``serving.server.flat_call.FlatCall``, prebuilt input tensors).
 
 Two servers run as separate processes (``python -m serving``), batching off and on, side by side.
 The load generator is one separate process of asyncio clients (closed loop: each client sends its
@@ -24,7 +25,8 @@ Rows (ratio = candidate / baseline):
 - ``REST vs gRPC``: REST throughput vs gRPC throughput at 32 clients, batching on (goal >= 0.7).
 - informational rows (goal ``>= 0.0``): in-process batch-1 p50 after 1 ms idle vs back to back
   (the server idles between one client's requests, and an idle machine answers a call more
-  slowly); in-process batch 1 vs 32; the ceiling of a do-nothing
+  slowly); the server's flat call vs the public ``fn(image=...)`` at batch 1; in-process
+  batch 1 vs 32; the ceiling of a do-nothing
   ``grpc.aio`` Predict server and of a do-nothing REST server (this package's HTTP layer, no JSON)
   at 32 clients; every measured throughput with p50/p99; and, for gRPC and REST at 32 clients
   with batching on, the CPU time the server and the load generator spend per answered image
@@ -97,23 +99,34 @@ def _pixels(batch: int) -> np.ndarray:
 
 # -- in-process baseline ------------------------------------------------------------------------
 class InProcess:
-    """The exported ``serving_default`` called in this process (prebuilt input tensors)."""
+    """The exported ``serving_default`` called in this process (prebuilt input tensors), the way
+    the server calls it (``FlatCall``: one graph run, no per-call argument binding), or with
+    ``public=True`` as ``fn(image=...)``."""
 
     def __init__(self, base: str):
         import tensorflow as tf
 
+        from serving.server.flat_call import FlatCall
+
         version = max(int(v) for v in os.listdir(base) if v.isdigit())
         self.fn = tf.saved_model.load(os.path.join(base, str(version))).signatures[
             "serving_default"]
+        self.flat = FlatCall.of(self.fn)
         self.images = {b: tf.constant(_pixels(b)) for b in (1, 32)}
         for b in (1, 32):
             for _ in range(20):
                 self.call(b)
+                self.call(b, public=True)
 
-    def call(self, batch: int) -> None:
-        self.fn(image=self.images[batch])["probabilities"].numpy()
+    def call(self, batch: int, public: bool = False) -> None:
+        image = self.images[batch]
+        if public:
+            self.fn(image=image)["probabilities"].numpy()
+        else:
+            self.flat({"image": image}, {"image": tuple(image.shape)})["probabilities"].numpy()
 
-    def latencies(self, batch: int, seconds: float, idle_s: float = 0.0) -> list[float]:
+    def latencies(self, batch: int, seconds: float, idle_s: float = 0.0,
+                  public: bool = False) -> list[float]:
         """Call latencies for ``seconds``; with ``idle_s``, the process sleeps that long before
         each call (as a server idles for a round trip between one client's requests)."""
         lat = []
@@ -122,7 +135,7 @@ class InProcess:
             if idle_s:
                 time.sleep(idle_s)
             t = time.perf_counter()
-            self.call(batch)
+            self.call(batch, public)
             lat.append(time.perf_counter() - t)
         return lat
 
@@ -407,12 +420,15 @@ def server_process(base: str, batching: bool, root: str):
 
 def interleaved_one_client(model: InProcess, gen: LoadGenerator, ports: dict,
                            seconds: float, rounds: int = 4) -> dict:
-    """p50 of the in-process batch-1 call (back to back, and after 1 ms idle) and of 1-client
+    """p50 of the in-process batch-1 call (back to back as the server calls it and as
+    ``fn(image=...)``, and after 1 ms idle) and of 1-client
     gRPC/REST, measured in alternation (``rounds`` slices each) so a change in machine load hits
     baselines and server alike."""
-    lat: dict[str, list[float]] = {"inproc": [], "inproc_idle": [], "grpc": [], "rest": []}
+    lat: dict[str, list[float]] = {"inproc": [], "inproc_public": [], "inproc_idle": [],
+                                   "grpc": [], "rest": []}
     for _ in range(rounds):
         lat["inproc"] += model.latencies(1, seconds / rounds)
+        lat["inproc_public"] += model.latencies(1, seconds / rounds, public=True)
         lat["inproc_idle"] += model.latencies(1, seconds / rounds, idle_s=0.001)
         for protocol, port in ports.items():
             lat[protocol] += gen.latencies(protocol, port, 1, seconds / rounds, warmup=0.2)
@@ -507,6 +523,9 @@ def rows(quick: bool) -> list[Row]:
         Row("serving (info): in-process batch-1 p50 after 1 ms idle vs back to back (a "
             "server's calls follow an idle round trip)", "after 1 ms idle", "back to back",
             one["inproc_idle"], one["inproc"], "ms", ">= 0.0"),
+        Row("serving (info): in-process batch-1 p50, the server's call (FlatCall: one graph run) "
+            "vs the public signature call fn(image=...)", "FlatCall", "fn(image=...)",
+            one["inproc"], one["inproc_public"], "ms", ">= 0.0"),
         Row("serving (info): in-process batch 1 vs batch 32 throughput",
             "in-process b1 img/s", "in-process b32 img/s", inproc[1]["images_per_s"],
             b32, "img/s", ">= 0.0"),

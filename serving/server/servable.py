@@ -3,8 +3,8 @@
 A :class:`Servable` wraps ``tf.saved_model.load(path)`` and the ``SignatureDef`` map read from
 ``saved_model.pb`` (used for metadata, dtypes and shapes, and the ``method_name`` Classify and
 Regress check). :meth:`Signature.run` calls the signature's concrete function directly with
-prebuilt tensors (one traced graph per signature; nothing is retraced per request) and returns
-NumPy arrays.
+prebuilt tensors (one traced graph per signature; nothing is retraced per request), through
+:class:`~serving.server.flat_call.FlatCall` where that applies, and returns NumPy arrays.
 
 Input validation follows TF Serving's ``predict_util.cc`` (same messages): input count and names,
 then dtype and static shape of each input against the ``SignatureDef``.
@@ -23,6 +23,7 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 from serving.server import tensors
 from serving.server.errors import Code, ServingError, failed_precondition, invalid_argument
+from serving.server.flat_call import FlatCall
 
 PREDICT_METHOD = "tensorflow/serving/predict"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
@@ -73,6 +74,7 @@ class Signature:
         self.outputs = {k: _tensor_sig(k, definition.outputs[k])
                         for k in sorted(definition.outputs)}
         self._fn = fn
+        self._flat_call = FlatCall.of(fn)
         self._arg_index = {k: i for i, k in enumerate(self.inputs)}
         # (input values, seconds) of the latest completed run; one tuple, replaced atomically.
         self.last_run: tuple[int, float] | None = None
@@ -140,7 +142,11 @@ class Signature:
                 array = array.astype(object)
             feeds[alias] = tf.constant(array, dtype=tf.dtypes.as_dtype(self.inputs[alias].dtype))
         try:
-            result = self._fn(**feeds)
+            result = None
+            if self._flat_call is not None:
+                result = self._flat_call(feeds, {k: a.shape for k, a in inputs.items()})
+            if result is None:
+                result = self._fn(**feeds)
         except tf.errors.OpError as exc:
             raise ServingError(Code(exc.error_code), exc.message) from None
         except (ValueError, TypeError) as exc:

@@ -13,6 +13,7 @@ then dtype and static shape of each input against the ``SignatureDef``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import threading
 import time
@@ -41,11 +42,11 @@ class TensorSig:
     dtype: int
     shape: tuple[int | None, ...] | None
 
-    @property
+    @functools.cached_property  # per-request checks read these: computed once per signature
     def np_dtype(self) -> np.dtype:
         return tensors.numpy_dtype(self.dtype)
 
-    @property
+    @functools.cached_property
     def dtype_name(self) -> str:
         return tensors.dtype_name(self.dtype)
 

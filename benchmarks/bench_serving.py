@@ -259,7 +259,7 @@ class LoadGenerator:
     Each client sends its next request when the previous answer arrives; gRPC clients share one
     ``grpc.aio`` channel with the official ``PredictionServiceStub``, REST clients each keep a
     raw keep-alive HTTP/1.1 connection. Requests are built once. One process is enough: its cost
-    per request (~0.2 ms gRPC, ~0.05 ms REST) is below the server's, and more processes would
+    per request (~0.2 ms gRPC, 0.05–0.08 ms REST) is below the server's, and more processes would
     only take CPU from the server on a 2-core machine.
     """
 

@@ -408,7 +408,7 @@ def _flat_numbers(text: bytes, marks: bytes) -> list:
     return json.loads(flat)
 
 
-def fast_instances(body: bytes) -> tuple[str, object, tuple[int, ...]] | None:
+def fast_instances(body: bytes) -> tuple[str, np.ndarray | list, tuple[int, ...]] | None:
     """``{"instances": <dense numeric list>[, "signature_name": "s"]}`` → (name, values, shape).
 
     ``values`` holds the leaves row-major: a flat int64 or float64 ndarray from the C reader

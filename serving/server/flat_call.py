@@ -50,6 +50,13 @@ class FlatCall:
     @classmethod
     def of(cls, fn) -> FlatCall | None:
         """The flat caller of a concrete signature function, or None where it does not apply."""
+        try:
+            return cls._of(fn)
+        except (AttributeError, TypeError, ValueError):  # not a ConcreteFunction as we know it
+            return None
+
+    @classmethod
+    def _of(cls, fn) -> FlatCall | None:
         atomic = getattr(fn, "_inference_function", None)
         function_type = getattr(fn, "function_type", None)
         if atomic is None or not hasattr(atomic, "call_flat") or function_type is None:

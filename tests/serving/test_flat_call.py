@@ -129,3 +129,15 @@ def test_exported_keras_classifier(clf_base):
     out = servable.signatures["serving_default"].run({"features": features})
     np.testing.assert_allclose(out["probabilities"], model(features).numpy(), rtol=1e-6)
     assert out["classes"].tolist() == np.argmax(out["probabilities"], axis=1).tolist()
+
+
+def test_other_callables_get_no_flat_call():
+    assert FlatCall.of(lambda **kw: kw) is None
+    assert FlatCall.of(object()) is None
+
+    @tf.function
+    def positional(x):
+        return {"y": x}
+
+    assert FlatCall.of(positional.get_concrete_function(tf.TensorSpec([None], tf.float32))) \
+        is None  # a positional parameter: fn(**feeds) binds it differently

@@ -1,5 +1,6 @@
-"""The C reader for dense numeric JSON arrays (serving/server/_dense_json.c) against the Python
-reader: wherever the C reader answers, its array is the Python reader's, bit for bit."""
+"""The C reader and writer for dense numeric JSON (serving/server/_dense_json.c) against the
+Python ones: wherever the C code answers, its result is the Python code's, bit for bit; and the
+server's fast path gives the same arrays without the C reader."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def test_the_c_reader_is_built_where_a_compiler_is():
     assert dense_json is not None, "setup.py did not build serving/server/_dense_json.c"
 
 
-pytestmark_c = pytest.mark.skipif(dense_json is None, reason="C reader not built")
+needs_c = pytest.mark.skipif(dense_json is None, reason="C reader not built")
 
 
 def _c(array: bytes):
@@ -41,7 +42,7 @@ def _same(c, py) -> None:
     assert values.tobytes() == ref.tobytes()  # bitwise: -0.0 and every rounding included
 
 
-@pytestmark_c
+@needs_c
 @pytest.mark.parametrize("array, kind, values, shape", [
     (b"[1, 2]", "i", [1, 2], (2,)),
     (b"[[1], [2]]", "i", [1, 2], (2, 1)),
@@ -62,13 +63,13 @@ def test_worked_examples(array, kind, values, shape):
     assert np.signbit(got[0]) == array.startswith(b"[-0.0")
 
 
-@pytestmark_c
+@needs_c
 def test_negative_zero_keeps_its_sign_only_as_a_decimal():
     _, raw, _ = dense_json.parse(b"[-0.0, -0e3, -0, 0.5]")
     assert np.signbit(np.frombuffer(raw, np.float64)).tolist() == [True, True, False, False]
 
 
-@pytestmark_c
+@needs_c
 @pytest.mark.parametrize("array", [
     # not a dense numeric JSON array
     b"[]", b"[[]]", b"[[1], []]", b"[1,]", b"[,1]", b"[1,,2]", b"[1 2]", b"[[1]2]", b"[1[2]]",
@@ -83,7 +84,7 @@ def test_what_it_leaves_to_the_python_reader(array):
     assert dense_json.parse(array) is None
 
 
-@pytestmark_c
+@needs_c
 @pytest.mark.parametrize("array", [
     b"[1e23]", b"[1e-23]", b"[0.30000000000000004]", b"[1.2345678901234567890]", b"[5e-324]",
     b"[1e400, -1e400, 1e-400, -0e400]", b"[2.2250738585072011e-308]", b"[9007199254740993.0]",
@@ -150,7 +151,7 @@ def _random_array(rng) -> bytes:
     return text.encode()
 
 
-@pytestmark_c
+@needs_c
 def test_random_arrays_equal_the_python_reader():
     rng = np.random.default_rng(7)
     answered = valid = 0
@@ -168,7 +169,7 @@ def test_random_arrays_equal_the_python_reader():
     assert valid > 2000 and answered > 0.6 * valid, (answered, valid)  # not vacuous
 
 
-@pytestmark_c
+@needs_c
 def test_every_float32_text_and_pixel_image_takes_the_c_reader():
     rng = np.random.default_rng(3)
     image = rng.integers(0, 256, (1, 28, 28, 1))
@@ -204,7 +205,7 @@ def test_fast_instances_without_the_c_reader_gives_the_same_arrays(monkeypatch):
     assert answered > 150
 
 
-@pytestmark_c
+@needs_c
 def test_decimal_strings_equal_the_python_writer():
     rng = np.random.default_rng(13)
     special = [0.0, -0.0, 1.0, 0.1, 1e-5, 1e16, 1e17, 123456789.0, 2.0**-149, 2.0**-126,
@@ -228,7 +229,7 @@ def test_decimal_strings_equal_the_python_writer():
         "0.33333333333333331", "5.0"]
 
 
-@pytestmark_c
+@needs_c
 def test_decimal_strings_refuse_other_types():
     with pytest.raises(TypeError, match="float32 or float64"):
         dense_json.decimal_strings(np.array([1], np.int32))

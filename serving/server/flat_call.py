@@ -17,7 +17,8 @@ It applies only where that is exactly what ``fn(**feeds)`` would run: plain keyw
 parameters, a flat dict of outputs, captured inputs that are plain tensors (no distributed
 variables), eager execution and no active gradient tape. :meth:`FlatCall.of` returns None for
 any other function, and :meth:`FlatCall.__call__` returns None for feeds whose shapes do not
-fit the parameters (the caller then uses ``fn(**feeds)``, which raises TensorFlow's error).
+fit the parameters (the caller then uses ``fn(**feeds)``, which behaves as it always did: a
+loaded function does not check static shapes itself, its ops fail or not).
 It relies on ``ConcreteFunction._inference_function`` (TensorFlow 2.21, pinned); the tests
 compare it with ``fn(**feeds)`` on every kind of signature the project exports.
 """
@@ -29,12 +30,7 @@ import inspect
 import tensorflow as tf
 from tensorflow.python.eager import record  # private: the gradient-tape check of _call_flat
 
-
-def _fits(shape: tuple[int, ...], spec_shape: tuple[int | None, ...] | None) -> bool:
-    if spec_shape is None:
-        return True
-    return len(shape) == len(spec_shape) and all(
-        want is None or want == got for want, got in zip(spec_shape, shape, strict=True))
+from serving.server.tensors import shape_fits
 
 
 class FlatCall:
@@ -85,7 +81,7 @@ class FlatCall:
         arrays) do not fit the parameters, or eager execution or a gradient tape rules the
         direct call out."""
         if feeds.keys() != self._shapes.keys() or not all(
-                _fits(shapes[name], want) for name, want in self._shapes.items()):
+                shape_fits(shapes[name], want) for name, want in self._shapes.items()):
             return None
         if not tf.executing_eagerly() or record.could_possibly_record():
             return None

@@ -112,14 +112,10 @@ class Signature:
                 raise invalid_argument(
                     f"Expects arg[{self._arg_index[alias]}] to be {sig.dtype_name} but {got_name} "
                     f"is provided (input '{alias}')")
-            if sig.shape is not None:
-                shape = array.shape
-                if len(shape) != len(sig.shape) or any(
-                        w is not None and w != s for w, s in zip(sig.shape, shape, strict=True)):
-                    raise invalid_argument(
-                        f"input '{alias}' has shape [{','.join(map(str, shape))}] but the "
-                        f"signature '{self.name}' expects shape {sig.shape_str()} "
-                        f"(-1: any size)")
+            if not tensors.shape_fits(array.shape, sig.shape):
+                raise invalid_argument(
+                    f"input '{alias}' has shape [{','.join(map(str, array.shape))}] but the "
+                    f"signature '{self.name}' expects shape {sig.shape_str()} (-1: any size)")
 
     def check_output_filter(self, output_filter) -> list[str]:
         seen: list[str] = []

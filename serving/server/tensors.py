@@ -60,6 +60,14 @@ def enum_of(array: np.ndarray) -> int:
         raise invalid_argument(f"unsupported output dtype {array.dtype}") from None
 
 
+def shape_fits(shape: tuple[int, ...], static: tuple[int | None, ...] | None) -> bool:
+    """Whether an array shape fits a static shape (None: unknown rank; a None dimension: any)."""
+    if static is None:
+        return True
+    return len(shape) == len(static) and all(
+        want is None or want == got for want, got in zip(static, shape, strict=True))
+
+
 def to_ndarray(proto: tensor_pb2.TensorProto, alias: str) -> np.ndarray:
     """Decode a request TensorProto; malformed ones raise INVALID_ARGUMENT naming ``alias``."""
     if proto.tensor_shape.unknown_rank:

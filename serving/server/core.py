@@ -87,16 +87,20 @@ class ServingCore:
 
     async def predict_async(self, servable: Servable, signature_name: str,
                             inputs: dict[str, np.ndarray], output_filter=(),
-                            timeout_s: float | None = None, executor=None):
+                            timeout_s: float | None = None, executor=None,
+                            gather_on_loop: bool = False):
         """:meth:`predict` for a coroutine; ``executor`` runs the model when batching is off.
 
         The model runs on the loop thread only when that stalls no other request and is known
         to be quick (see ``INLINE_RUN_SECONDS``); otherwise in ``executor``, or in the batch
-        scheduler when batching is on.
+        scheduler when batching is on (``gather_on_loop``: see
+        :meth:`BatchScheduler.run_async`; for callers whose requests arrive on sockets the loop
+        reads itself).
         """
         sig, wanted = self._checked(servable, signature_name, inputs, output_filter)
         if self.batcher is not None:
-            outputs = await self.batcher.run_async(servable, sig, inputs, timeout_s)
+            outputs = await self.batcher.run_async(servable, sig, inputs, timeout_s,
+                                                   gather_on_loop)
         else:
             outputs = await self._run_unbatched(sig, inputs, executor)
         return sig, {k: outputs[k] for k in wanted}
@@ -105,19 +109,12 @@ class ServingCore:
         """``sig.run(inputs)`` on the loop when alone and quick, else in ``executor``."""
         self._loop_predicts += 1
         try:
-            if self._loop_predicts == 1 and self._quick(sig, inputs):
+            if self._loop_predicts == 1 and sig.ran_quickly(input_values(inputs),
+                                                            INLINE_RUN_SECONDS):
                 return sig.run(inputs)
             return await asyncio.get_running_loop().run_in_executor(executor, sig.run, inputs)
         finally:
             self._loop_predicts -= 1
-
-    @staticmethod
-    def _quick(sig: Signature, inputs: dict[str, np.ndarray]) -> bool:
-        """Whether ``sig``'s latest run had at least as many input values as ``inputs`` and took
-        at most ``INLINE_RUN_SECONDS``."""
-        last = sig.last_run
-        return (last is not None and last[1] <= INLINE_RUN_SECONDS
-                and input_values(inputs) <= last[0])
 
     def _runner(self, timeout_s):
         return lambda servable, sig, inputs: self.run(servable, sig, inputs, timeout_s)

@@ -15,9 +15,10 @@ idle or stalled longer than ``--rest_api_idle_timeout_seconds`` are closed.
 :meth:`RestApi.handle_async` is what the event loop calls. ``:predict`` with a body up to
 ``FAST_BODY_BYTES`` runs on the loop: JSON decoding (with a fast path for plain numeric
 ``instances``), validation and encoding there, the model in the executor or the batch scheduler
-(awaited, so the loop keeps serving other connections). Everything else — larger bodies,
-classify/regress, status, metadata, metrics — runs the synchronous :meth:`RestApi.handle` in the
-executor. Both paths give the same answers and errors.
+(awaited, so the loop keeps serving other connections; with batching, the loop runs a batch of
+the requests it has read itself, see ``BatchScheduler.run_async(gather_on_loop=True)``).
+Everything else — larger bodies, classify/regress, status, metadata, metrics — runs the
+synchronous :meth:`RestApi.handle` in the executor. Both paths give the same answers and errors.
 """
 
 from __future__ import annotations
@@ -155,7 +156,8 @@ class RestApi:
             if inputs is None:
                 name, inputs, fmt = self._document_inputs(servable, doc)
             _, outputs = await self.core.predict_async(servable, name, inputs, (),
-                                                       self.timeout_s, self.executor)
+                                                       self.timeout_s, self.executor,
+                                                       gather_on_loop=True)
             text = await encode_outputs(outputs, self.executor, json_codec.predict_response,
                                         outputs, fmt)
             return 200, "application/json", text

@@ -152,6 +152,12 @@ class Signature:
         self.last_run = (input_values(inputs), time.perf_counter() - start)
         return outputs
 
+    def ran_quickly(self, values: int, limit_s: float) -> bool:
+        """Whether the latest run had at least ``values`` input values and took at most
+        ``limit_s`` seconds (so a run on ``values`` values is expected to be that quick)."""
+        last = self.last_run
+        return last is not None and last[1] <= limit_s and values <= last[0]
+
 
 def input_values(inputs: dict[str, np.ndarray]) -> int:
     """The number of values in a request's input arrays."""

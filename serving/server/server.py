@@ -15,7 +15,8 @@ Both front ends run on one asyncio event loop in one thread (``grpc.aio`` for gR
 :mod:`~serving.server.aio_http` for REST): a request waiting for the model holds no thread.
 Blocking work — model runs with batching off, classify/regress/multi-inference, status, metadata,
 config reloads — goes to two thread pools (``--grpc_max_threads``, ``--rest_api_num_threads``);
-with batching on, the batch scheduler's threads run the model and resolve the waiting requests.
+with batching on, the batch scheduler's threads run the model and resolve the waiting requests
+(for REST, whose requests the loop reads itself, the loop runs quick batches of them itself).
 After ``start``,
 a polling thread then watches base paths for new versions every
 ``--file_system_poll_wait_seconds`` and, with ``--model_config_file_poll_wait_seconds``, the

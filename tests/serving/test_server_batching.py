@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import socket
 import threading
 import time
 
@@ -178,6 +180,51 @@ def test_server_merges_concurrent_grpc_requests(batching_server):
     assert requests == 8
     assert batches < 8  # merged: 8 requests ran in fewer model executions
     assert metrics.batch_size.total("toy") >= 8
+
+
+def _rest_predicts(port: int, rows: list[np.ndarray]) -> list:
+    """One raw HTTP/1.1 connection per request; every request is written before any answer is
+    read, so the server's event loop finds them waiting together."""
+    conns = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in rows]
+    try:
+        for conn, r in zip(conns, rows, strict=True):
+            body = json.dumps({"signature_name": "single", "instances": r.tolist()}).encode()
+            conn.sendall(b"POST /v1/models/toy:predict HTTP/1.1\r\nHost: x\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        answers = []
+        for conn in conns:
+            reply = conn.makefile("rb")
+            status = int(reply.readline().split()[1])
+            length = 0
+            while (line := reply.readline()) not in (b"\r\n", b""):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            answers.append((status, json.loads(reply.read(length))))
+        return answers
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def test_server_merges_rest_and_grpc_requests_into_one_queue(batching_server):
+    """REST requests (gathered on the event loop) and gRPC ones (which wake the batch thread)
+    for one signature share its queue and its batches."""
+    metrics = batching_server.metrics
+    channel = grpc.insecure_channel(f"127.0.0.1:{batching_server.grpc_port}")
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    before = (metrics.batch_size.count("toy"), metrics.batched_requests.value("toy"))
+    rest_rows = [np.full((1, 3), i, np.float32) for i in range(4)]
+    grpc_rows = [np.full((1, 3), 10 + i, np.float32) for i in range(4)]
+    results = _concurrently(
+        [lambda: _rest_predicts(batching_server.rest_port, rest_rows)]
+        + [lambda r=r: stub.Predict(_req(r), timeout=30) for r in grpc_rows])
+    channel.close()
+    assert results[0] == [(200, {"predictions": [[float(i)] * 3]}) for i in range(4)]
+    assert [list(r.outputs["y"].float_val) for r in results[1:]] == [
+        [float(10 + i)] * 3 for i in range(4)]
+    assert metrics.batched_requests.value("toy") - before[1] == 8
+    assert metrics.batch_size.count("toy") - before[0] < 8
 
 
 def test_server_queue_full_is_unavailable(batching_server):

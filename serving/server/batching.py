@@ -409,11 +409,9 @@ class _LoopGatherer:
             self.pending = self.loop.call_soon(self.look)
 
     def look(self) -> None:
+        self.pending = None  # (so a failed look leaves the next task to schedule one)
         quiet, self.fresh = not self.fresh, False
         again = self.scheduler._loop_batch(self.loop, quiet)
-        if again is None:
-            self.pending = None
-        elif again <= 0:
-            self.pending = self.loop.call_soon(self.look)
-        else:
-            self.pending = self.loop.call_later(again, self.look)
+        if again is not None:
+            self.pending = (self.loop.call_soon(self.look) if again <= 0
+                            else self.loop.call_later(again, self.look))

@@ -312,3 +312,27 @@ def test_a_batch_handed_to_the_thread_takes_its_share_at_once():
 
     _on_a_loop(sched, sig, scenario)
     assert sig.batches == [("deepline-batch-0", 3), ("deepline-batch-0", 2)]
+
+
+def test_a_failed_look_leaves_the_next_task_to_schedule_one():
+    sched, sig = BatchScheduler(_config()), LoopSignature()
+    real, calls = sched._loop_batch, []
+
+    def fails_once(loop, quiet):
+        calls.append(quiet)
+        if len(calls) == 1:
+            raise RuntimeError("the look failed")
+        return real(loop, quiet)
+
+    sched._loop_batch = fails_once
+
+    async def scenario(gather):
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: None)
+        first = asyncio.ensure_future(gather(1.0))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not first.done()  # its look failed: it waits for the next one
+        await asyncio.wait_for(asyncio.gather(first, gather(2.0)), 5)
+
+    _on_a_loop(sched, sig, scenario)
+    assert sig.batches == [("loop", 2)]

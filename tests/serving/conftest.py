@@ -133,6 +133,30 @@ def clf_base(tmp_path_factory):
     return str(root / "clf"), model
 
 
+def http_request(method: str, path: str, body: bytes = b"", headers: str = "",
+                 version: str = "HTTP/1.1") -> bytes:
+    """One raw HTTP request (Content-Length for bodies and every POST)."""
+    head = f"{method} {path} {version}\r\nHost: x\r\n{headers}"
+    if body or method == "POST":
+        head += f"Content-Length: {len(body)}\r\n"
+    return head.encode() + b"\r\n" + body
+
+
+def read_http_response(f) -> tuple[int, dict, bytes]:
+    """(status, lower-cased headers, body) of one HTTP/1.1 response read from file ``f``."""
+    status_line = f.readline()
+    assert status_line.startswith(b"HTTP/1.1 "), status_line
+    headers = {}
+    while True:
+        line = f.readline()
+        if line in (b"\r\n", b""):
+            break
+        name, _, value = line.decode().partition(":")
+        headers[name.lower()] = value.strip()
+    body = f.read(int(headers.get("content-length", 0)))
+    return int(status_line.split()[1]), headers, body
+
+
 def start_server(args: list[str], rest: bool = True) -> ModelServer:
     argv = ["--port=0", "--file_system_poll_wait_seconds=1", *args]
     if rest:

@@ -19,11 +19,7 @@ from serving.server.batching import GATHER_LIMIT_SECONDS, LOOP_BATCH_SECONDS, Ba
 from serving.server.config import BatchingConfig
 from serving.server.errors import Code, ServingError
 from serving.server.servable import Signature
-
-
-class FakeServable:
-    name = "fake"
-
+from tests.serving.test_server_batching import FakeServable
 
 SERVABLE = FakeServable()  # one servable: tasks of one signature share a queue
 

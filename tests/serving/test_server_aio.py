@@ -22,7 +22,13 @@ from serving.server.batching import BatchScheduler
 from serving.server.config import BatchingConfig
 from serving.server.errors import Code, ServingError
 from serving.server.servable import TensorSig
-from tests.serving.conftest import make_base, start_batching_server, start_server
+from tests.serving.conftest import (
+    http_request,
+    make_base,
+    read_http_response,
+    start_batching_server,
+    start_server,
+)
 from tests.serving.test_server_batching import FakeServable, RecordingSignature
 
 PREDICT = "/v1/models/toy:predict"
@@ -37,28 +43,6 @@ def server(tmp_path_factory, toy_builds):
     srv.stop()
 
 
-def _request(method: str, path: str, body: bytes = b"", headers: str = "",
-             version: str = "HTTP/1.1") -> bytes:
-    head = f"{method} {path} {version}\r\nHost: x\r\n{headers}"
-    if body or method == "POST":
-        head += f"Content-Length: {len(body)}\r\n"
-    return head.encode() + b"\r\n" + body
-
-
-def _read_response(f) -> tuple[int, dict, bytes]:
-    status_line = f.readline()
-    assert status_line.startswith(b"HTTP/1.1 "), status_line
-    headers = {}
-    while True:
-        line = f.readline()
-        if line in (b"\r\n", b""):
-            break
-        name, _, value = line.decode().partition(":")
-        headers[name.lower()] = value.strip()
-    body = f.read(int(headers.get("content-length", 0)))
-    return int(status_line.split()[1]), headers, body
-
-
 def _connect(server):
     sock = socket.create_connection(("127.0.0.1", server.rest_port), timeout=10)
     return sock, sock.makefile("rb")
@@ -71,10 +55,10 @@ def _predict_body(row) -> bytes:
 # -- HTTP/1.1 --------------------------------------------------------------------------------------
 def test_pipelined_requests_are_answered_in_order(server):
     sock, f = _connect(server)
-    sock.sendall(_request("POST", PREDICT, _predict_body([1, 2, 3]))
-                 + _request("GET", "/v1/models/toy")
-                 + _request("POST", PREDICT, _predict_body([0.5, 0, -1])))
-    first, second, third = (_read_response(f) for _ in range(3))
+    sock.sendall(http_request("POST", PREDICT, _predict_body([1, 2, 3]))
+                 + http_request("GET", "/v1/models/toy")
+                 + http_request("POST", PREDICT, _predict_body([0.5, 0, -1])))
+    first, second, third = (read_http_response(f) for _ in range(3))
     assert first[0] == 200 and json.loads(first[2]) == {"predictions": [[2.0, 4.0, 6.0]]}
     assert second[0] == 200
     assert json.loads(second[2])["model_version_status"][0]["state"] == "AVAILABLE"
@@ -84,18 +68,18 @@ def test_pipelined_requests_are_answered_in_order(server):
 
 def test_http10_closes_unless_keep_alive_and_connection_close_is_honoured(server):
     sock, f = _connect(server)
-    sock.sendall(_request("POST", PREDICT, _predict_body([1, 1, 1]), version="HTTP/1.0"))
-    status, headers, body = _read_response(f)
+    sock.sendall(http_request("POST", PREDICT, _predict_body([1, 1, 1]), version="HTTP/1.0"))
+    status, headers, body = read_http_response(f)
     assert status == 200 and headers["connection"] == "close"
     assert f.read() == b""  # closed by the server
     sock.close()
     sock, f = _connect(server)
     for _ in range(2):  # HTTP/1.0 keep-alive: the connection stays usable
-        sock.sendall(_request("POST", PREDICT, _predict_body([1, 1, 1]),
+        sock.sendall(http_request("POST", PREDICT, _predict_body([1, 1, 1]),
                               headers="Connection: keep-alive\r\n", version="HTTP/1.0"))
-        assert json.loads(_read_response(f)[2]) == {"predictions": [[2.0, 2.0, 2.0]]}
-    sock.sendall(_request("GET", "/v1/models/toy", headers="Connection: close\r\n"))
-    assert _read_response(f)[0] == 200
+        assert json.loads(read_http_response(f)[2]) == {"predictions": [[2.0, 2.0, 2.0]]}
+    sock.sendall(http_request("GET", "/v1/models/toy", headers="Connection: close\r\n"))
+    assert read_http_response(f)[0] == 200
     assert f.read() == b""
     sock.close()
 
@@ -107,7 +91,7 @@ def test_expect_100_continue(server):
                  f"Content-Length: {len(body)}\r\n\r\n".encode())
     assert f.readline() == b"HTTP/1.1 100 Continue\r\n" and f.readline() == b"\r\n"
     sock.sendall(body)
-    status, _, payload = _read_response(f)
+    status, _, payload = read_http_response(f)
     assert status == 200 and json.loads(payload) == {"predictions": [[6.0, 4.0, 2.0]]}
     sock.close()
 
@@ -128,7 +112,7 @@ def test_expect_100_continue(server):
 def test_malformed_http_gets_an_error_and_close(server, raw, status, fragment):
     sock, f = _connect(server)
     sock.sendall(raw)
-    got, headers, body = _read_response(f)
+    got, headers, body = read_http_response(f)
     assert got == status and fragment in json.loads(body)["error"]
     assert headers["connection"] == "close" and f.read() == b""
     sock.close()
@@ -136,17 +120,17 @@ def test_malformed_http_gets_an_error_and_close(server, raw, status, fragment):
 
 def test_head_and_other_methods(server):
     sock, f = _connect(server)
-    sock.sendall(_request("HEAD", "/v1/models/toy") + _request("GET", "/v1/models/toy"))
+    sock.sendall(http_request("HEAD", "/v1/models/toy") + http_request("GET", "/v1/models/toy"))
     status_line = f.readline()
     head = {}
     while (line := f.readline()) != b"\r\n":
         name, _, value = line.decode().partition(":")
         head[name.lower()] = value.strip()
     assert status_line.startswith(b"HTTP/1.1 400") and int(head["content-length"]) > 0
-    status, _, body = _read_response(f)  # no HEAD body in between: the next answer parses
+    status, _, body = read_http_response(f)  # no HEAD body in between: the next answer parses
     assert status == 200 and b"AVAILABLE" in body
-    sock.sendall(_request("DELETE", PREDICT))
-    status, _, body = _read_response(f)
+    sock.sendall(http_request("DELETE", PREDICT))
+    status, _, body = read_http_response(f)
     assert status == 400 and json.loads(body) == {"error": f"Malformed request: DELETE {PREDICT}"}
     sock.close()
 
@@ -205,8 +189,8 @@ def test_concurrent_rest_and_grpc_clients_get_their_own_answers(server):
 
 def test_idle_timeout_closes_idle_connections_only(server):
     sock, f = _connect(server)
-    sock.sendall(_request("GET", "/v1/models/toy"))
-    assert _read_response(f)[0] == 200
+    sock.sendall(http_request("GET", "/v1/models/toy"))
+    assert read_http_response(f)[0] == 200
     start = time.monotonic()
     assert f.read() == b""  # idle after the answer → closed after ~1 s
     assert 0.5 < time.monotonic() - start < 9

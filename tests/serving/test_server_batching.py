@@ -16,7 +16,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from serving.server.batching import BatchScheduler
 from serving.server.config import BatchingConfig, ConfigError, read_batching_file
 from serving.server.errors import Code, ServingError
-from tests.serving.conftest import start_batching_server
+from tests.serving.conftest import http_request, read_http_response, start_batching_server
 
 
 class FakeServable:
@@ -189,18 +189,11 @@ def _rest_predicts(port: int, rows: list[np.ndarray]) -> list:
     try:
         for conn, r in zip(conns, rows, strict=True):
             body = json.dumps({"signature_name": "single", "instances": r.tolist()}).encode()
-            conn.sendall(b"POST /v1/models/toy:predict HTTP/1.1\r\nHost: x\r\n"
-                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            conn.sendall(http_request("POST", "/v1/models/toy:predict", body))
         answers = []
         for conn in conns:
-            reply = conn.makefile("rb")
-            status = int(reply.readline().split()[1])
-            length = 0
-            while (line := reply.readline()) not in (b"\r\n", b""):
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            answers.append((status, json.loads(reply.read(length))))
+            status, _, body = read_http_response(conn.makefile("rb"))
+            answers.append((status, json.loads(body)))
         return answers
     finally:
         for conn in conns:

@@ -15,7 +15,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export KERAS_BACKEND ?= tensorflow
 export PYTHONUNBUFFERED ?= 1
 
-.PHONY: install test test-fast train tune serve query bench lint clean
+.PHONY: install test test-fast train tune serve query bench h2load lint clean
 
 $(STAMP): pyproject.toml constraints.txt setup.py serving/server/_dense_json.c
 	$(PYTHON) -m venv $(VENV)
@@ -43,8 +43,21 @@ serve: $(STAMP)
 query: $(STAMP)
 	$(VENV)/bin/deepline-query $(ARGS)
 
-bench: $(STAMP)
+bench: $(STAMP) h2load
 	$(PY) -m benchmarks $(ARGS)
+
+# The serving benchmark's load generator (nghttp2's h2load), from Debian/Ubuntu's nghttp2-client
+# where apt-get can install it; elsewhere a message (macOS: brew install nghttp2).
+h2load:
+	@command -v h2load >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y -q --no-install-recommends nghttp2-client >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && \
+	      apt-get install -y -q --no-install-recommends nghttp2-client >/dev/null 2>&1; } || \
+	    echo "make h2load: apt-get could not install nghttp2-client (h2load)" >&2; \
+	  else \
+	    echo "make h2load: install h2load (Debian/Ubuntu: nghttp2-client; macOS: brew install nghttp2)" >&2; \
+	  fi; }
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -7,13 +7,18 @@ concrete function in this process at batch 1 and batch 32, the way the server ca
 (``serving.server.flat_call.FlatCall``, prebuilt input tensors).
 
 Two servers run as separate processes (``python -m serving``), batching off and on, side by side.
-The load generator is one separate process of asyncio clients (closed loop: each client sends its
-next request when the previous answer arrives; one ``grpc.aio`` channel with the official
-``PredictionServiceStub``, or one keep-alive HTTP/1.1 connection per REST client; one image per
-request, requests built once). Each (protocol, batching, clients) load runs in slices that
-alternate with the other loads and the in-process baselines, so drifts in machine load (a shared
-2-core machine) hit candidates and baselines alike; throughput = answered requests / measured
-seconds, latencies per request.
+The load generator is ``h2load`` (nghttp2's native load generator, ``benchmarks/h2load.py``): C,
+one thread, about 10–60 µs of CPU per request, where asyncio clients in Python spend about
+0.2 ms per gRPC call on the same two cores and so measure themselves. Closed loop: each client
+sends its next request when the previous answer arrives (gRPC: concurrent streams on one HTTP/2
+connection, as calls sharing one channel; REST: one keep-alive HTTP/1.1 connection per client;
+one image per request, the request built once), and every answer is checked against the one
+correct answer. Each (protocol, batching, clients) load runs in slices that alternate with the
+other loads and the in-process baselines, so drifts in machine load (a shared 2-core machine)
+hit candidates and baselines alike; throughput = answered requests / measured seconds,
+latencies per request. Python clients (one process of asyncio clients: the official
+``grpc.aio`` ``PredictionServiceStub``, raw asyncio HTTP/1.1) run in the same rounds for
+informational rows: what a Python client sees.
 
 Rows (ratio = candidate / baseline):
 
@@ -23,13 +28,14 @@ Rows (ratio = candidate / baseline):
 - ``32 clients vs in-process batch 32``: server images/s vs in-process batch-32 images/s,
   gRPC and REST (goal >= 0.5).
 - ``REST vs gRPC``: REST throughput vs gRPC throughput at 32 clients, batching on (goal >= 0.7).
-- informational rows (goal ``>= 0.0``): in-process batch-1 p50 after 1 ms idle vs back to back
+- informational rows (goal ``>= 0.0``): the Python clients against h2load (1-client p50 and
+  32-client throughput, batching on); in-process batch-1 p50 after 1 ms idle vs back to back
   (the server idles between one client's requests, and an idle machine answers a call more
   slowly); the server's flat call vs the public ``fn(image=...)`` at batch 1; in-process
   batch 1 vs 32; the ceiling of a do-nothing
   ``grpc.aio`` Predict server and of a do-nothing REST server (this package's HTTP layer, no JSON)
   at 32 clients; every measured throughput with p50/p99; and, for gRPC and REST at 32 clients
-  with batching on, the CPU time the server and the load generator spend per answered image
+  with batching on, the CPU time the server and h2load spend per answered image
   against the CPU time per image the ">= 0.5" goal leaves on this machine (``os.cpu_count()``
   cores / (0.5 × in-process batch-32 images/s)): above 1.0, the goal is out of reach even with
   every core busy all the time.
@@ -51,6 +57,7 @@ import time
 
 import numpy as np
 
+from benchmarks import h2load
 from benchmarks.common import Row
 
 MODEL = "lenet5_bench"
@@ -255,13 +262,14 @@ def summarize(lat: list[float], seconds: float) -> dict:
 
 
 class LoadGenerator:
-    """Closed-loop load from one separate process of asyncio clients (started once).
+    """Closed-loop load from one separate process of Python asyncio clients (started once): what
+    a Python client sees (informational rows; the goal rows use ``H2LoadGenerator``).
 
     Each client sends its next request when the previous answer arrives; gRPC clients share one
     ``grpc.aio`` channel with the official ``PredictionServiceStub``, REST clients each keep a
-    raw keep-alive HTTP/1.1 connection. Requests are built once. One process is enough: its cost
-    per request (~0.2 ms gRPC, 0.05–0.08 ms REST) is below the server's, and more processes would
-    only take CPU from the server on a 2-core machine.
+    raw keep-alive HTTP/1.1 connection. Requests are built once. Its CPU per request (about
+    0.2 ms per gRPC call) is taken from the server's two cores, so it is not the goal rows'
+    load generator.
     """
 
     def __init__(self):
@@ -308,6 +316,89 @@ class LoadGenerator:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+PREDICT_METHOD = "tensorflow.serving.PredictionService/Predict"
+REST_PREDICT_PATH = f"/v1/models/{MODEL}:predict"
+
+
+def grpc_answer(port: int, request: bytes) -> bytes:
+    """The serialized answer to one raw ``Predict`` call (no client-side protobuf decoding)."""
+    import grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        return channel.unary_unary(f"/{PREDICT_METHOD}")(request, timeout=60,
+                                                         wait_for_ready=True)
+
+
+def rest_answer(port: int, body: bytes) -> bytes:
+    """The body of the answer to one REST ``:predict``; ``RuntimeError`` unless HTTP 200."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request("POST", REST_PREDICT_PATH, body, {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        answer = response.read()
+    finally:
+        conn.close()
+    if response.status != 200:
+        raise RuntimeError(f"REST :predict on port {port}: HTTP {response.status}: "
+                           f"{answer[:200]!r}")
+    return answer
+
+
+class H2LoadGenerator:
+    """Closed-loop load from ``h2load`` (``benchmarks/h2load.py``), the goal rows' load
+    generator, with the same ``latencies``/``run`` calls as ``LoadGenerator``.
+
+    The first load on a port fetches one answer (a raw gRPC call or one REST request) and checks
+    it is a LeNet-5 answer (ten probabilities); every gRPC answer of every load must then have
+    its length, every REST answer HTTP status 200 (``benchmarks/h2load.py``).
+    """
+
+    def __init__(self):
+        h2load.h2load_path()  # fail before any server starts when h2load is missing
+        image = _pixels(1)
+        self._requests = {"grpc": _grpc_request_bytes(image),
+                          "rest": json.dumps({"instances": image.tolist()}).encode()}
+        self._targets: dict[tuple[str, int], h2load.Target] = {}
+        self.cpu_seconds = 0.0  # h2load's CPU over every load so far
+
+    def target(self, protocol: str, port: int) -> h2load.Target:
+        key = (protocol, port)
+        if key not in self._targets:
+            request = self._requests[protocol]
+            if protocol == "grpc":
+                from tensorflow_serving.apis import predict_pb2
+
+                answer = grpc_answer(port, request)
+                probs = predict_pb2.PredictResponse.FromString(answer).outputs["probabilities"]
+                size = len(probs.float_val) or len(probs.tensor_content) // 4
+                target = h2load.grpc_target(port, PREDICT_METHOD, request, len(answer))
+            else:
+                answer = rest_answer(port, request)
+                size = len(json.loads(answer)["predictions"][0]["probabilities"])
+                target = h2load.rest_target(port, REST_PREDICT_PATH, request)
+            if size != 10:
+                raise RuntimeError(f"{protocol} answer on port {port} has {size} "
+                                   f"probabilities, not 10")
+            self._targets[key] = target
+        return self._targets[key]
+
+    def load(self, protocol: str, port: int, clients: int, seconds: float,
+             warmup: float = 1.0) -> h2load.LoadResult:
+        result = h2load.run(self.target(protocol, port), clients, seconds, warmup)
+        self.cpu_seconds += result.cpu_seconds
+        return result
+
+    def latencies(self, protocol: str, port: int, clients: int, seconds: float,
+                  warmup: float = 1.0) -> list[float]:
+        return self.load(protocol, port, clients, seconds, warmup).latencies
+
+    def run(self, protocol: str, port: int, clients: int, seconds: float,
+            warmup: float = 1.0) -> dict:
+        return summarize(self.latencies(protocol, port, clients, seconds, warmup), seconds)
 
 
 # -- do-nothing servers: the front ends' ceiling without a model ----------------------------------
@@ -419,30 +510,32 @@ def server_process(base: str, batching: bool, root: str):
         log.close()
 
 
-def interleaved_one_client(model: InProcess, gen: LoadGenerator, ports: dict,
-                           seconds: float, rounds: int = 4) -> dict:
+def interleaved_one_client(model: InProcess, gen: H2LoadGenerator, pygen: LoadGenerator,
+                           ports: dict, seconds: float, rounds: int = 4) -> dict:
     """p50 of the in-process batch-1 call (back to back as the server calls it and as
-    ``fn(image=...)``, and after 1 ms idle) and of 1-client
-    gRPC/REST, measured in alternation (``rounds`` slices each) so a change in machine load hits
-    baselines and server alike."""
+    ``fn(image=...)``, and after 1 ms idle), of 1-client gRPC/REST from h2load, and of 1-client
+    gRPC from the official ``grpc.aio`` stub, measured in alternation (``rounds`` slices each) so
+    a change in machine load hits baselines and server alike."""
     lat: dict[str, list[float]] = {"inproc": [], "inproc_public": [], "inproc_idle": [],
-                                   "grpc": [], "rest": []}
+                                   "grpc": [], "rest": [], "grpc_python": []}
     for _ in range(rounds):
         lat["inproc"] += model.latencies(1, seconds / rounds)
         lat["inproc_public"] += model.latencies(1, seconds / rounds, public=True)
         lat["inproc_idle"] += model.latencies(1, seconds / rounds, idle_s=0.001)
         for protocol, port in ports.items():
             lat[protocol] += gen.latencies(protocol, port, 1, seconds / rounds, warmup=0.2)
+        lat["grpc_python"] += pygen.latencies("grpc", ports["grpc"], 1, seconds / rounds,
+                                              warmup=0.2)
     return {k: statistics.median(v) * 1e3 for k, v in lat.items()}
 
 
-def cpu_per_request(gen: LoadGenerator, protocol: str, port: int, server_pid: int,
+def cpu_per_request(gen: H2LoadGenerator, protocol: str, port: int, server_pid: int,
                     seconds: float) -> float:
-    """CPU µs that the server and the load generator together spend per answered request, over
-    one ``seconds`` slice of 32 clients (no warm-up: every request in the slice is counted)."""
-    before = cpu_seconds(server_pid) + cpu_seconds(gen.pid)
-    answered = len(gen.latencies(protocol, port, 32, seconds, warmup=0.0))
-    return (cpu_seconds(server_pid) + cpu_seconds(gen.pid) - before) / answered * 1e6
+    """CPU µs that the server and h2load together spend per answered request, over one
+    ``seconds`` load of 32 clients (every answered request counted, warm-up included)."""
+    before = cpu_seconds(server_pid)
+    result = gen.load(protocol, port, 32, seconds, warmup=0.0)
+    return (cpu_seconds(server_pid) - before + result.cpu_seconds) / result.answered * 1e6
 
 
 def measure(quick: bool) -> dict:
@@ -453,8 +546,9 @@ def measure(quick: bool) -> dict:
     rounds = 2 if quick else 3
     results: dict = {}
     with contextlib.ExitStack() as stack:
+        gen = H2LoadGenerator()
         root = stack.enter_context(tempfile.TemporaryDirectory())
-        gen = stack.enter_context(LoadGenerator())
+        pygen = stack.enter_context(LoadGenerator())
         base = build_and_export(root)
         model = InProcess(base)
         servers, pids = {}, {}
@@ -462,7 +556,8 @@ def measure(quick: bool) -> dict:
             grpc_port, rest_port, pids[batching] = stack.enter_context(
                 server_process(base, batching, root))
             servers[batching] = {"grpc": grpc_port, "rest": rest_port}
-        results["one_client"] = interleaved_one_client(model, gen, servers[False], seconds)
+        results["one_client"] = interleaved_one_client(model, gen, pygen, servers[False],
+                                                       seconds)
         print(f"[bench_serving] 1 client, interleaved p50 ms: {results['one_client']}",
               flush=True)
         lat: dict = {}
@@ -477,6 +572,9 @@ def measure(quick: bool) -> dict:
                         lat.setdefault(key, []).extend(gen.latencies(
                             protocol, servers[batching][protocol], clients, seconds / rounds,
                             warmup=0.5))
+            for protocol in ("grpc", "rest"):
+                lat.setdefault(("python", protocol), []).extend(pygen.latencies(
+                    protocol, servers[True][protocol], 32, seconds / rounds, warmup=0.5))
         results["inproc"] = {
             batch: {"p50_ms": statistics.median(lat[("inproc", batch)]) * 1e3,
                     "images_per_s": batch * len(lat[("inproc", batch)])
@@ -527,6 +625,17 @@ def rows(quick: bool) -> list[Row]:
         Row("serving: 32 clients REST vs gRPC throughput (batching on)",
             "REST", "gRPC", r[("rest", True, 32)]["throughput"],
             r[("grpc", True, 32)]["throughput"], "img/s", ">= 0.7"),
+        Row("serving (info): 1 client gRPC p50 (batching off), the official grpc.aio stub "
+            "as client vs h2load", "grpc.aio stub p50", "h2load p50", one["grpc_python"],
+            one["grpc"], "ms", ">= 0.0"),
+        Row("serving (info): 32 clients gRPC throughput (batching on), Python clients (the "
+            "official grpc.aio stub, one process) vs h2load", "Python clients", "h2load",
+            r[("python", "grpc")]["throughput"], r[("grpc", True, 32)]["throughput"], "img/s",
+            ">= 0.0"),
+        Row("serving (info): 32 clients REST throughput (batching on), Python clients (asyncio "
+            "HTTP/1.1, one process) vs h2load", "Python clients", "h2load",
+            r[("python", "rest")]["throughput"], r[("rest", True, 32)]["throughput"], "img/s",
+            ">= 0.0"),
         Row("serving (info): in-process batch-1 p50 after 1 ms idle vs back to back (a "
             "server's calls follow an idle round trip)", "after 1 ms idle", "back to back",
             one["inproc_idle"], one["inproc"], "ms", ">= 0.0"),
@@ -546,9 +655,9 @@ def rows(quick: bool) -> list[Row]:
     budget = (os.cpu_count() or 1) / (0.5 * b32) * 1e6  # CPU µs per image at the >= 0.5 goal
     for protocol, label in (("grpc", "gRPC"), ("rest", "REST")):
         out.append(Row(
-            f"serving (info): CPU time per image, server + load generator, 32 clients {label} "
+            f"serving (info): CPU time per image, server + h2load, 32 clients {label} "
             f"(batching on), vs the CPU time per image the >= 0.5 goal leaves "
-            f"({os.cpu_count()} cores / (0.5 x in-process b32 img/s))", "server + generator",
+            f"({os.cpu_count()} cores / (0.5 x in-process b32 img/s))", "server + h2load",
             "budget at the goal", r[("cpu", protocol)], budget, "µs", ">= 0.0"))
     for protocol in ("grpc", "rest"):
         for batching in (False, True):

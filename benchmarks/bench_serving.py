@@ -9,7 +9,7 @@ concrete function in this process at batch 1 and batch 32, the way the server ca
 Two servers run as separate processes (``python -m serving``), batching off and on, side by side.
 The load generator is ``h2load`` (nghttp2's native load generator, ``benchmarks/h2load.py``): C,
 one thread, about 10–60 µs of CPU per request, where asyncio clients in Python spend about
-0.2 ms per gRPC call on the same two cores and so measure themselves. Closed loop: each client
+0.2 ms per gRPC call on the same two cores and so measure themselves too. Closed loop: each client
 sends its next request when the previous answer arrives (gRPC: concurrent streams on one HTTP/2
 connection, as calls sharing one channel; REST: one keep-alive HTTP/1.1 connection per client;
 one image per request, the request built once), and every answer is checked against the one

@@ -12,11 +12,11 @@ one thread, about 10–60 µs of CPU per request, where asyncio clients in Pytho
 0.2 ms per gRPC call on the same two cores and so measure themselves too. Closed loop: each client
 sends its next request when the previous answer arrives (gRPC: concurrent streams on one HTTP/2
 connection, as calls sharing one channel; REST: one keep-alive HTTP/1.1 connection per client;
-one image per request, the request built once), and every answer is checked against the one
-correct answer. Each (protocol, batching, clients) load runs in slices that alternate with the
-other loads and the in-process baselines, so drifts in machine load (a shared 2-core machine)
-hit candidates and baselines alike; throughput = answered requests / measured seconds,
-latencies per request. Python clients (one process of asyncio clients: the official
+one image per request, the request built once), and every answer is checked (gRPC: the correct
+answer's length; REST: HTTP 200). Each (protocol, batching, clients) load runs in slices that
+alternate with the other loads and the in-process baselines, so drifts in machine load (a shared
+2-core machine) hit candidates and baselines alike; throughput = answered requests / measured
+seconds, latencies per request. Python clients (one process of asyncio clients: the official
 ``grpc.aio`` ``PredictionServiceStub``, raw asyncio HTTP/1.1) run in the same rounds for
 informational rows: what a Python client sees.
 
@@ -363,7 +363,6 @@ class H2LoadGenerator:
         self._requests = {"grpc": _grpc_request_bytes(image),
                           "rest": json.dumps({"instances": image.tolist()}).encode()}
         self._targets: dict[tuple[str, int], h2load.Target] = {}
-        self.cpu_seconds = 0.0  # h2load's CPU over every load so far
 
     def target(self, protocol: str, port: int) -> h2load.Target:
         key = (protocol, port)
@@ -388,9 +387,7 @@ class H2LoadGenerator:
 
     def load(self, protocol: str, port: int, clients: int, seconds: float,
              warmup: float = 1.0) -> h2load.LoadResult:
-        result = h2load.run(self.target(protocol, port), clients, seconds, warmup)
-        self.cpu_seconds += result.cpu_seconds
-        return result
+        return h2load.run(self.target(protocol, port), clients, seconds, warmup)
 
     def latencies(self, protocol: str, port: int, clients: int, seconds: float,
                   warmup: float = 1.0) -> list[float]:

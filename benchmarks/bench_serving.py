@@ -165,9 +165,18 @@ def _grpc_request_bytes(image: np.ndarray) -> bytes:
     return req.SerializeToString()
 
 
+PREDICT_METHOD = "tensorflow.serving.PredictionService/Predict"
+REST_PREDICT_PATH = f"/v1/models/{MODEL}:predict"
+
+
+def _rest_body(image: np.ndarray) -> bytes:
+    """A REST ``:predict`` body in the row format: ``{"instances": [...]}``."""
+    return json.dumps({"instances": image.tolist()}).encode()
+
+
 def _rest_request_bytes(image: np.ndarray, port: int) -> bytes:
-    body = json.dumps({"instances": image.tolist()}).encode()
-    head = (f"POST /v1/models/{MODEL}:predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+    body = _rest_body(image)
+    head = (f"POST {REST_PREDICT_PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
     return head.encode() + body
 
@@ -318,10 +327,6 @@ class LoadGenerator:
         self.close()
 
 
-PREDICT_METHOD = "tensorflow.serving.PredictionService/Predict"
-REST_PREDICT_PATH = f"/v1/models/{MODEL}:predict"
-
-
 def grpc_answer(port: int, request: bytes) -> bytes:
     """The serialized answer to one raw ``Predict`` call (no client-side protobuf decoding)."""
     import grpc
@@ -361,7 +366,7 @@ class H2LoadGenerator:
         h2load.h2load_path()  # fail before any server starts when h2load is missing
         image = _pixels(1)
         self._requests = {"grpc": _grpc_request_bytes(image),
-                          "rest": json.dumps({"instances": image.tolist()}).encode()}
+                          "rest": _rest_body(image)}
         self._targets: dict[tuple[str, int], h2load.Target] = {}
 
     def target(self, protocol: str, port: int) -> h2load.Target:

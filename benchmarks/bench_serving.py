@@ -31,7 +31,9 @@ Rows (ratio = candidate / baseline):
 - informational rows (goal ``>= 0.0``): the Python clients against h2load (1-client p50 and
   32-client throughput, batching on); in-process batch-1 p50 after 1 ms idle vs back to back
   (the server idles between one client's requests, and an idle machine answers a call more
-  slowly); the server's flat call vs the public ``fn(image=...)`` at batch 1; in-process
+  slowly); in-process batch-32 p50 after ``BUSY_GAP_S`` of other Python work vs back to back
+  (a batching server's batch follows its event loop's writes and reads, and the call is slower
+  then); the server's flat call vs the public ``fn(image=...)`` at batch 1; in-process
   batch 1 vs 32; the ceiling of a do-nothing
   ``grpc.aio`` Predict server and of a do-nothing REST server (this package's HTTP layer, no JSON)
   at 32 clients; every measured throughput with p50/p99; and, for gRPC and REST at 32 clients
@@ -109,16 +111,15 @@ def _pixels(batch: int) -> np.ndarray:
     return np.random.default_rng(batch).integers(0, 256, (batch, 28, 28, 1)).astype(np.float32)
 
 
-def python_work(seconds: float) -> int:
+def python_work(seconds: float) -> None:
     """Plain interpreter work (small dicts and lists, no sleeping, no TensorFlow) for about
-    ``seconds``; returns how many steps it took."""
+    ``seconds``."""
     scratch: dict[int, list[int]] = {}
     steps = 0
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
         scratch[steps % 64] = [steps, steps + 1, steps + 2]
         steps += 1
-    return steps
 
 
 # -- in-process baseline ------------------------------------------------------------------------

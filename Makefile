@@ -17,7 +17,7 @@ export PYTHONUNBUFFERED ?= 1
 
 .PHONY: install test test-fast train tune serve query bench h2load lint clean
 
-$(STAMP): pyproject.toml constraints.txt setup.py serving/server/_dense_json.c
+$(STAMP): pyproject.toml constraints.txt setup.py $(wildcard serving/server/*.c serving/server/*.h)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'

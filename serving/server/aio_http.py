@@ -23,6 +23,7 @@ Per connection (:class:`_Connection`, an ``asyncio.Protocol``):
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import socket
@@ -49,16 +50,62 @@ class _BadRequest(Exception):
         self.message = message
 
 
+@functools.lru_cache(maxsize=64)
+def response_head(status: int, content_type: str) -> bytes:
+    """Status line and headers up to ``Content-Length: `` (both front ends)."""
+    return (f"HTTP/1.1 {status} {_PHRASES.get(status, '')}\r\nServer: {SERVER_NAME}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: ").encode("latin-1")
+
+
 def response_bytes(status: int, content_type: str, text: str, *, close: bool = False,
                    head_only: bool = False) -> bytes:
     """Status line, headers and body in one buffer (one write, no Nagle stalls)."""
     data = text.encode("utf-8")
-    head = (f"HTTP/1.1 {status} {_PHRASES.get(status, '')}\r\nServer: {SERVER_NAME}\r\n"
-            f"Content-Type: {content_type}\r\nContent-Length: {len(data)}\r\n")
+    head = response_head(status, content_type) + b"%d\r\n" % len(data)
     if close:
-        head += "Connection: close\r\n"
-    head += "\r\n"
-    return head.encode("latin-1") if head_only else head.encode("latin-1") + data
+        head += b"Connection: close\r\n"
+    head += b"\r\n"
+    return head if head_only else head + data
+
+
+def refusal(code: str, detail: str = "", limit: int = 0) -> str:
+    """The error message for a request the HTTP parser refuses (``code``; ``detail``: the text
+    it names), the same from both front ends."""
+    if code == "line":
+        return "Request line too long"
+    if code == "head":
+        return "Request header fields too large"
+    if code == "fields":
+        return f"More than {MAX_HEADERS} header fields"
+    if code == "request_line":
+        return f"Bad request line: {detail[:200]!r}"
+    if code == "version":
+        return f"Unsupported HTTP version: {detail[:20]}"
+    if code == "header":
+        return f"Malformed header line: {detail[:200]!r}"
+    if code == "transfer_encoding":
+        return f"Unsupported Transfer-Encoding: {detail.lower()[:100]}"
+    if code == "content_length":
+        return f"Invalid Content-Length: {detail!r}"
+    if code == "too_large":
+        return (f"Request body of {int(detail)} bytes exceeds the limit of {limit} bytes "
+                "(--rest_api_max_body_bytes)")
+    if code == "chunks_too_large":
+        return f"Request body exceeds the limit of {limit} bytes (--rest_api_max_body_bytes)"
+    return "Malformed chunked request body"  # "chunked"
+
+
+async def call_app(app: App, method: str, target: str, body: bytes) -> tuple[int, str, str]:
+    """``app``'s answer to a GET or POST; ``400`` for other methods, ``500`` if it raises (both
+    front ends)."""
+    try:
+        if method in ("GET", "POST"):
+            return await app(method, target, body)
+        return 400, "application/json", json.dumps(
+            {"error": f"Malformed request: {method} {target}"})
+    except Exception as exc:  # noqa: BLE001 - the app maps errors itself; last resort
+        log.exception("REST handler failed on %s %s", method, target)
+        return 500, "application/json", json.dumps({"error": f"{type(exc).__name__}: {exc}"})
 
 
 def _error_bytes(status: int, message: str, close: bool = True) -> bytes:
@@ -169,30 +216,30 @@ class _Connection(asyncio.Protocol):
         if end < 0:
             line_end = buf.find(b"\r\n")
             if line_end < 0 and len(buf) > MAX_LINE:
-                raise _BadRequest(414, "Request line too long")
+                raise _BadRequest(414, refusal("line"))
             if len(buf) > MAX_HEAD:
-                raise _BadRequest(431, "Request header fields too large")
+                raise _BadRequest(431, refusal("head"))
             return False
         if end > MAX_HEAD:
-            raise _BadRequest(431, "Request header fields too large")
+            raise _BadRequest(431, refusal("head"))
         head = bytes(buf[:end]).decode("latin-1")
         del buf[:end + 4]
         lines = head.split("\r\n")
         if len(lines[0]) > MAX_LINE:
-            raise _BadRequest(414, "Request line too long")
+            raise _BadRequest(414, refusal("line"))
         parts = lines[0].split(" ")
         if len(parts) != 3 or not parts[2].startswith("HTTP/"):
-            raise _BadRequest(400, f"Bad request line: {lines[0][:200]!r}")
+            raise _BadRequest(400, refusal("request_line", lines[0]))
         method, target, version = parts
         if version not in ("HTTP/1.1", "HTTP/1.0"):
-            raise _BadRequest(505, f"Unsupported HTTP version: {version[:20]}")
+            raise _BadRequest(505, refusal("version", version))
         if len(lines) - 1 > MAX_HEADERS:
-            raise _BadRequest(431, f"More than {MAX_HEADERS} header fields")
+            raise _BadRequest(431, refusal("fields"))
         headers = {}
         for line in lines[1:]:
             name, sep, value = line.partition(":")
             if not sep or not name or name != name.strip():
-                raise _BadRequest(400, f"Malformed header line: {line[:200]!r}")
+                raise _BadRequest(400, refusal("header", line))
             headers[name.lower()] = value.strip()
         conn = headers.get("connection", "").lower()
         if version == "HTTP/1.0":
@@ -203,7 +250,7 @@ class _Connection(asyncio.Protocol):
         te = headers.get("transfer-encoding", "").lower()
         if te:
             if te != "chunked":
-                raise _BadRequest(501, f"Unsupported Transfer-Encoding: {te[:100]}")
+                raise _BadRequest(501, refusal("transfer_encoding", te))
             self._chunks = []
             self._chunk_total = 0
         else:
@@ -214,11 +261,10 @@ class _Connection(asyncio.Protocol):
                     if n < 0 or not length.isdigit():
                         raise ValueError
                 except ValueError:
-                    raise _BadRequest(400, f"Invalid Content-Length: {length!r}") from None
+                    raise _BadRequest(400, refusal("content_length", length)) from None
                 limit = self.server.max_body_bytes
                 if n > limit:
-                    raise _BadRequest(413, f"Request body of {n} bytes exceeds the limit of "
-                                           f"{limit} bytes (--rest_api_max_body_bytes)")
+                    raise _BadRequest(413, refusal("too_large", str(n), limit))
         if headers.get("expect", "").lower() == "100-continue" and not self._continue_sent:
             self._continue_sent = True
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -244,14 +290,14 @@ class _Connection(asyncio.Protocol):
             line_end = buf.find(b"\r\n")
             if line_end < 0:
                 if len(buf) > 1024:
-                    raise _BadRequest(400, "Malformed chunked request body")
+                    raise _BadRequest(400, refusal("chunked"))
                 return None
             try:
                 size = int(bytes(buf[:line_end]).split(b";")[0].strip() or b"x", 16)
                 if size < 0:
                     raise ValueError
             except ValueError:
-                raise _BadRequest(400, "Malformed chunked request body") from None
+                raise _BadRequest(400, refusal("chunked")) from None
             if size == 0:
                 # trailers end with an empty line
                 end = buf.find(b"\r\n\r\n", line_end)
@@ -259,7 +305,7 @@ class _Connection(asyncio.Protocol):
                     del buf[:line_end + 4]
                 elif end < 0:
                     if len(buf) > MAX_HEAD:
-                        raise _BadRequest(431, "Request header fields too large")
+                        raise _BadRequest(431, refusal("head"))
                     return None
                 else:
                     del buf[:end + 4]
@@ -267,29 +313,19 @@ class _Connection(asyncio.Protocol):
                 self._chunks = None
                 return body
             if self._chunk_total + size > limit:
-                raise _BadRequest(413, f"Request body exceeds the limit of {limit} bytes "
-                                       "(--rest_api_max_body_bytes)")
+                raise _BadRequest(413, refusal("chunks_too_large", limit=limit))
             start = line_end + 2
             if len(buf) < start + size + 2:
                 return None
             if buf[start + size:start + size + 2] != b"\r\n":
-                raise _BadRequest(400, "Malformed chunked request body")
+                raise _BadRequest(400, refusal("chunked"))
             self._chunks.append(bytes(buf[start:start + size]))
             self._chunk_total += size
             del buf[:start + size + 2]
 
     # -- handling --------------------------------------------------------------------------------
     async def _handle(self, method: str, target: str, body: bytes, keep_alive: bool):
-        try:
-            if method in ("GET", "POST"):
-                status, ctype, text = await self.server.app(method, target, body)
-            else:
-                status, ctype = 400, "application/json"
-                text = json.dumps({"error": f"Malformed request: {method} {target}"})
-        except Exception as exc:  # noqa: BLE001 - the app maps errors itself; last resort
-            log.exception("REST handler failed on %s %s", method, target)
-            status, ctype = 500, "application/json"
-            text = json.dumps({"error": f"{type(exc).__name__}: {exc}"})
+        status, ctype, text = await call_app(self.server.app, method, target, body)
         if self.closing:
             return
         close = not keep_alive or (self.eof and not self.buf)

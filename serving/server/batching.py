@@ -55,11 +55,13 @@ GATHER_LIMIT_SECONDS = 0.010
 
 class _Task:
     __slots__ = ("inputs", "size", "key", "enqueued", "done", "future", "result", "error",
-                 "cancelled")
+                 "cancelled", "requests")
 
-    def __init__(self, inputs: dict[str, np.ndarray], size: int, key, future=None):
+    def __init__(self, inputs: dict[str, np.ndarray], size: int, key, future=None,
+                 requests: int = 1):
         self.inputs = inputs
         self.size = size
+        self.requests = requests  # the clients' requests merged into this task
         self.key = key
         self.enqueued = time.monotonic()
         self.future: asyncio.Future | None = future  # awaiting caller, else a blocking one:
@@ -127,13 +129,14 @@ class BatchScheduler:
 
     async def run_async(self, servable, signature, inputs: dict[str, np.ndarray],
                         timeout_s: float | None = None,
-                        gather_on_loop: bool = False) -> dict[str, np.ndarray]:
+                        gather_on_loop: bool = False, requests: int = 1) -> dict[str, np.ndarray]:
         """:meth:`run` for a coroutine: awaits the batch without blocking the event loop while
         other requests arrive; with ``gather_on_loop``, the loop may run the batch itself once
-        it has read them (see the module docstring)."""
+        it has read them (see the module docstring). ``requests``: how many clients' requests
+        ``inputs`` holds, merged along the 0th dimension (for the batching metrics)."""
         loop = asyncio.get_running_loop()
         task = self._enqueue(servable, signature, inputs, loop.create_future(),
-                             notify=not gather_on_loop)
+                             notify=not gather_on_loop, requests=requests)
         if gather_on_loop:
             gatherer = self._gatherer
             if gatherer is None or gatherer.loop is not loop:
@@ -158,7 +161,7 @@ class BatchScheduler:
                 timer.cancel()
 
     def _enqueue(self, servable, signature, inputs: dict[str, np.ndarray], future,
-                 notify: bool = True) -> _Task:
+                 notify: bool = True, requests: int = 1) -> _Task:
         size = None
         for alias, arr in inputs.items():
             if arr.ndim == 0:
@@ -175,7 +178,7 @@ class BatchScheduler:
             raise invalid_argument(
                 f"Task size {size} is larger than maximum input batch size {max_size}")
         key = tuple((a, x.dtype.str, x.shape[1:]) for a, x in sorted(inputs.items()))
-        task = _Task(inputs, size, key, future)
+        task = _Task(inputs, size, key, future, requests)
         qkey = (id(servable), signature.name)
         with self._cond:
             if self._stopped:
@@ -385,7 +388,8 @@ class BatchScheduler:
             if self.metrics is not None:
                 self.metrics.batch_size.observe(self._padded_size(sum(t.size for t in tasks)),
                                                 q.servable.name)
-                self.metrics.batched_requests.inc(q.servable.name, amount=len(tasks))
+                self.metrics.batched_requests.inc(q.servable.name,
+                                                  amount=sum(t.requests for t in tasks))
             self._finish(tasks, on_loop)
 
 

@@ -88,19 +88,20 @@ class ServingCore:
     async def predict_async(self, servable: Servable, signature_name: str,
                             inputs: dict[str, np.ndarray], output_filter=(),
                             timeout_s: float | None = None, executor=None,
-                            gather_on_loop: bool = False):
+                            gather_on_loop: bool = False, requests: int = 1):
         """:meth:`predict` for a coroutine; ``executor`` runs the model when batching is off.
 
         The model runs on the loop thread only when that stalls no other request and is known
         to be quick (see ``INLINE_RUN_SECONDS``); otherwise in ``executor``, or in the batch
         scheduler when batching is on (``gather_on_loop``: see
         :meth:`BatchScheduler.run_async`; for callers whose requests arrive on sockets the loop
-        reads itself).
+        reads itself; ``requests``: how many clients' requests ``inputs`` merges, for the
+        batching metrics).
         """
         sig, wanted = self._checked(servable, signature_name, inputs, output_filter)
         if self.batcher is not None:
             outputs = await self.batcher.run_async(servable, sig, inputs, timeout_s,
-                                                   gather_on_loop)
+                                                   gather_on_loop, requests)
         else:
             outputs = await self._run_unbatched(sig, inputs, executor)
         return sig, {k: outputs[k] for k in wanted}

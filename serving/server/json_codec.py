@@ -651,6 +651,13 @@ def predict_response(outputs: dict[str, np.ndarray], fmt: str) -> str:
             return '{"outputs": ' + tensor_json(name, arr) + "}"
         body = ", ".join(json.dumps(k) + ": " + tensor_json(k, v) for k, v in outputs.items())
         return '{"outputs": {' + body + "}}"
+    return '{"predictions": [' + ", ".join(predict_rows(outputs)) + "]}"
+
+
+def predict_rows(outputs: dict[str, np.ndarray]) -> list[str]:
+    """The row format's ``predictions``, one JSON text per row of the outputs' 0th dimension."""
+    if not outputs:
+        raise invalid_argument("Cannot convert empty tensor map to JSON")
     batch = None
     for name, arr in outputs.items():
         if arr.ndim == 0:
@@ -672,7 +679,7 @@ def predict_response(outputs: dict[str, np.ndarray], fmt: str) -> str:
         keys = {k: json.dumps(k) for k in leaves}
         rows = ["{" + ", ".join(keys[k] + ": " + _nest(s[i]) for k, s in leaves.items()) + "}"
                 for i in range(batch)]
-    return '{"predictions": [' + ", ".join(rows) + "]}"
+    return rows
 
 
 def classification_json(result) -> str:

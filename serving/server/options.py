@@ -50,6 +50,7 @@ class ServerOptions:
     rest_api_max_body_bytes: int = 64 * 1024 * 1024
     grpc_max_message_bytes: int = 256 * 1024 * 1024
     rest_api_idle_timeout_seconds: float = 30.0
+    rest_api_front: str = "native"
 
     def validate(self) -> ServerOptions:
         for name in ("port", "rest_api_port"):
@@ -72,6 +73,9 @@ class ServerOptions:
         for name in ("rest_api_timeout_in_ms", "rest_api_max_body_bytes", "grpc_max_message_bytes"):
             if getattr(self, name) <= 0:
                 raise FlagError(f"--{name} must be > 0, got {getattr(self, name)}")
+        if self.rest_api_front not in ("native", "asyncio"):
+            raise FlagError(f"--rest_api_front must be native or asyncio, got "
+                            f"{self.rest_api_front!r}")
         if self.batching_parameters_file and not self.enable_batching:
             raise FlagError("--batching_parameters_file requires --enable_batching")
         return self
@@ -120,6 +124,9 @@ _HELP = {
     "grpc_max_message_bytes": "deepline extension: largest gRPC message in either direction.",
     "rest_api_idle_timeout_seconds": "deepline extension: close REST connections idle or stalled "
                                      "this long.",
+    "rest_api_front": "deepline extension: who serves REST connections: native (a C I/O "
+                      "thread, the default where it is built; else asyncio) or asyncio (the "
+                      "event loop).",
 }
 
 

@@ -29,12 +29,13 @@ import logging
 import re
 import time
 
+import numpy as np
 from google.protobuf import json_format
 from tensorflow_serving.apis import classification_pb2, get_model_metadata_pb2, regression_pb2
 
 from serving.server import json_codec
 from serving.server.core import LOOP_REQUEST_BYTES, ServingCore, encode_outputs
-from serving.server.errors import Code, from_exception, invalid_argument
+from serving.server.errors import Code, ServingError, from_exception, invalid_argument
 from serving.server.grpc_service import metadata_response, model_status_response
 
 log = logging.getLogger("serving.server.rest")
@@ -167,6 +168,111 @@ class RestApi:
         finally:
             self.core.metrics.record(model, "predict", "REST", status,
                                      (time.perf_counter() - start) * 1e6)
+
+    # -- groups from the native front end -------------------------------------------------------
+    async def predict_many_async(self, target: str, name: bytes, kind: str,
+                                 inner: tuple[int, ...], rows: tuple[int, ...], values: bytes,
+                                 bodies: tuple[bytes, ...]) -> list[tuple[int, str, str]]:
+        """The answers to several ``:predict`` requests to ``target`` whose bodies the native
+        front end read (``serving.server._http_front``: one signature ``name``, numbers of one
+        ``kind`` concatenated in ``values``, ``rows[k]`` rows of shape ``inner`` in request k),
+        one (HTTP status, content type, body text) per request, the same as
+        :meth:`handle_async` gives each body.
+
+        With batching on, consecutive requests merge into tasks of up to ``max_batch_size`` rows
+        (one batch-scheduler task, one output encoding for all of them); with batching off each
+        runs alone, as it would from its own body. Where the merged path does not apply, or a
+        merged task fails with anything but a deadline or a full queue (which each request would
+        have met too), the requests take :meth:`handle_async` one by one, so answers and errors
+        are exactly the general path's.
+        """
+        route = self._predict_route(target)
+        merged = None
+        if route is not None:
+            try:
+                merged = self._merged_inputs(route, name.decode("utf-8"), kind, inner, rows,
+                                             values)
+            except Exception:  # noqa: BLE001 - the general path names the error per request
+                merged = None
+        if merged is None:
+            return list(await asyncio.gather(*(self.handle_async("POST", target, body)
+                                               for body in bodies)))
+        servable, name, alias, arr = merged
+        offsets = [0]
+        for n in rows:
+            offsets.append(offsets[-1] + n)
+        answers: list = [None] * len(rows)
+        await asyncio.gather(*(self._predict_chunk(route[0], servable, name, alias, arr, offsets,
+                                                   first, last, target, bodies, answers)
+                               for first, last in self._chunks(rows)))
+        return answers
+
+    def _merged_inputs(self, route: tuple, name: str, kind: str, inner: tuple[int, ...],
+                       rows: tuple[int, ...], values: bytes):
+        """(servable, signature name, input alias, all rows as one array), or None."""
+        model, version, label = route
+        servable = self.core.resolve(model, _version(version), label)
+        sig = self._signature(servable, name)
+        flat = np.frombuffer(values, np.int64 if kind == "i" else np.float64)
+        if kind == "f" and not np.isfinite(flat).all():
+            return None  # fast_predict_inputs tells an overflow from an infinity per array only
+        inputs = json_codec.fast_predict_inputs((name, flat, (sum(rows), *inner)), sig.inputs)
+        if inputs is None:
+            return None
+        (alias, arr), = inputs.items()
+        return servable, name, alias, arr
+
+    def _chunks(self, rows: tuple[int, ...]) -> list[tuple[int, int]]:
+        """[first, last) request ranges run together: consecutive requests up to
+        ``max_batch_size`` rows with batching on, else each request alone."""
+        batcher = self.core.batcher
+        if batcher is None:
+            return [(k, k + 1) for k in range(len(rows))]
+        limit = batcher.config.max_batch_size
+        chunks, first, size = [], 0, 0
+        for k, n in enumerate(rows):
+            if k > first and size + n > limit:
+                chunks.append((first, k))
+                first, size = k, 0
+            size += n
+        chunks.append((first, len(rows)))
+        return chunks
+
+    async def _predict_chunk(self, model: str, servable, name: str, alias: str, arr, offsets,
+                             first: int, last: int, target: str, bodies, answers: list) -> None:
+        start = time.perf_counter()
+        lo, hi = offsets[first], offsets[last]
+        try:
+            _, outputs = await self.core.predict_async(
+                servable, name, {alias: arr[lo:hi]}, (), self.timeout_s, self.executor,
+                gather_on_loop=True, requests=last - first)
+            if not outputs or any(v.ndim == 0 or v.shape[0] != hi - lo
+                                  for v in outputs.values()):
+                raise ValueError("outputs are not one row per input row")
+            texts = await encode_outputs(outputs, self.executor, json_codec.predict_rows, outputs)
+        except ServingError as exc:
+            if exc.code not in (Code.DEADLINE_EXCEEDED, Code.UNAVAILABLE):
+                await self._one_by_one(target, bodies, answers, first, last)
+                return
+            status, response = _error_response(exc, "POST", f"/v1/models/{model}:predict")
+            answers[first:last] = [response] * (last - first)
+        except Exception:  # noqa: BLE001 - the general path answers each request
+            await self._one_by_one(target, bodies, answers, first, last)
+            return
+        else:
+            status = "OK"
+            for k in range(first, last):
+                rows = texts[offsets[k] - lo:offsets[k + 1] - lo]
+                answers[k] = (200, "application/json",
+                              '{"predictions": [' + ", ".join(rows) + "]}")
+        latency_us = (time.perf_counter() - start) * 1e6
+        for _ in range(first, last):
+            self.core.metrics.record(model, "predict", "REST", status, latency_us)
+
+    async def _one_by_one(self, target: str, bodies, answers: list, first: int,
+                          last: int) -> None:
+        answers[first:last] = await asyncio.gather(*(self.handle_async("POST", target, body)
+                                                     for body in bodies[first:last]))
 
     @staticmethod
     def _signature(servable, name: str):

@@ -31,6 +31,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from serving.server import config as cfg
+from serving.server import native_http
 from serving.server.aio_http import AsyncHttpServer, EventLoopThread
 from serving.server.batching import BatchScheduler
 from serving.server.core import ServingCore
@@ -38,7 +39,7 @@ from serving.server.grpc_service import start_grpc_server
 from serving.server.manager import ModelManager
 from serving.server.metrics import Metrics
 from serving.server.options import ServerOptions
-from serving.server.rest import RestApi
+from serving.server.rest import FAST_BODY_BYTES, RestApi
 
 log = logging.getLogger("serving.server")
 
@@ -59,7 +60,7 @@ class ModelServer:
             load_retry_interval_s=options.load_retry_interval_micros / 1e6)
         self.core = ServingCore(self.manager, self.metrics, self.batcher)
         self._grpc = None
-        self._rest: AsyncHttpServer | None = None
+        self._rest: AsyncHttpServer | native_http.NativeHttpServer | None = None
         self._loop: EventLoopThread | None = None
         self._executors: list[ThreadPoolExecutor] = []
         self._config_thread: threading.Thread | None = None
@@ -67,6 +68,7 @@ class ModelServer:
         self._config_mtime = None
         self.grpc_port = 0
         self.rest_port = 0
+        self.rest_front = ""  # "native" or "asyncio" once the REST server runs
 
     # -- configuration ---------------------------------------------------------------------------
     def initial_models(self) -> list[cfg.ModelConfig]:
@@ -98,17 +100,33 @@ class ModelServer:
                           metrics_path=(self.monitoring.prometheus_path
                                         if self.monitoring.prometheus_enabled else None),
                           executor=self._pool(o.rest_threads, "deepline-rest-worker"))
-            self._rest = AsyncHttpServer(api.handle_async, self._loop.loop,
-                                         max_body_bytes=o.rest_api_max_body_bytes,
-                                         idle_timeout_s=o.rest_api_idle_timeout_seconds)
+            self._rest = self._rest_server(api)
             self.rest_port = self._loop.run(self._rest.start(o.bind_address, o.rest_api_port))
-            log.info("Exporting HTTP/REST API at:%s:%d ...", o.bind_address, self.rest_port)
+            log.info("Exporting HTTP/REST API at:%s:%d (%s connections) ...", o.bind_address,
+                     self.rest_port, self.rest_front)
         self.manager.start_polling(o.file_system_poll_wait_seconds)
         if o.model_config_file and o.model_config_file_poll_wait_seconds > 0:
             self._config_thread = threading.Thread(target=self._watch_config,
                                                    name="deepline-config-poller", daemon=True)
             self._config_thread.start()
         return self
+
+    def _rest_server(self, api: RestApi):
+        """The REST front end ``--rest_api_front`` asks for (asyncio where native is not
+        built)."""
+        o = self.options
+        limits = dict(max_body_bytes=o.rest_api_max_body_bytes,
+                      idle_timeout_s=o.rest_api_idle_timeout_seconds)
+        if o.rest_api_front == "native" and not native_http.available():
+            log.warning("--rest_api_front=native: serving.server._http_front is not built; "
+                        "the asyncio front end serves REST")
+        if o.rest_api_front == "native" and native_http.available():
+            self.rest_front = "native"
+            return native_http.NativeHttpServer(api.handle_async, self._loop.loop, **limits,
+                                                predict_many=api.predict_many_async,
+                                                fast_body_bytes=FAST_BODY_BYTES)
+        self.rest_front = "asyncio"
+        return AsyncHttpServer(api.handle_async, self._loop.loop, **limits)
 
     def _pool(self, threads: int, name: str) -> ThreadPoolExecutor:
         pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)

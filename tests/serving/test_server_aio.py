@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from serving.server import json_codec
+from serving.server import json_codec, native_http
 from serving.server.batching import BatchScheduler
 from serving.server.config import BatchingConfig
 from serving.server.errors import Code, ServingError
@@ -34,11 +34,17 @@ from tests.serving.test_server_batching import FakeServable, RecordingSignature
 PREDICT = "/v1/models/toy:predict"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, toy_builds):
+# Every HTTP behaviour holds for both REST front ends: the C I/O thread (where built) and asyncio.
+FRONTS = ["native", "asyncio"] if native_http.available() else ["asyncio"]
+
+
+@pytest.fixture(scope="module", params=FRONTS)
+def server(request, tmp_path_factory, toy_builds):
     base = make_base(tmp_path_factory.mktemp("aio"), "toy", toy_builds, [2])
     srv = start_server(["--model_name=toy", f"--model_base_path={base}",
-                        "--rest_api_idle_timeout_seconds=1", "--rest_api_max_body_bytes=4096"])
+                        "--rest_api_idle_timeout_seconds=1", "--rest_api_max_body_bytes=4096",
+                        f"--rest_api_front={request.param}"])
+    assert srv.rest_front == request.param
     yield srv
     srv.stop()
 
@@ -197,14 +203,15 @@ def test_idle_timeout_closes_idle_connections_only(server):
     sock.close()
 
 
-@pytest.fixture(scope="module")
-def slow_batching_server(tmp_path_factory, toy_builds):
+@pytest.fixture(scope="module", params=FRONTS)
+def slow_batching_server(request, tmp_path_factory, toy_builds):
     """Batches wait up to 1.5 s for more requests: longer than the 1 s idle timeout."""
     srv = start_batching_server(
         tmp_path_factory.mktemp("aio_batching"), toy_builds,
         "max_batch_size { value: 4 }\nbatch_timeout_micros { value: 1500000 }\n"
         "max_enqueued_batches { value: 4 }\nnum_batch_threads { value: 1 }\n",
-        "--rest_api_idle_timeout_seconds=1", "--rest_api_timeout_in_ms=5000")
+        "--rest_api_idle_timeout_seconds=1", "--rest_api_timeout_in_ms=5000",
+        f"--rest_api_front={request.param}")
     yield srv
     srv.stop()
 

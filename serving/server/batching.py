@@ -301,14 +301,7 @@ class BatchScheduler:
                 self._handed.append((ready, tasks))
                 self._cond.notify()
                 return 0
-        try:
-            self._process(ready, tasks, on_loop=loop)
-        finally:
-            with self._cond:
-                self._active -= 1
-                if self._deferred:
-                    self._deferred = False
-                    self._cond.notify()
+        self._process(ready, tasks, on_loop=loop)  # (it releases the share)
         return 0
 
     @staticmethod
@@ -344,13 +337,21 @@ class BatchScheduler:
             if item is None:
                 return
             q, tasks = item
-            try:
-                if tasks:
-                    self._process(q, tasks)
-            finally:
-                with self._cond:
-                    self._active -= 1
-                    self._deferred = False  # this thread looks at every queue next
+            if tasks:
+                self._process(q, tasks)  # (it releases the share)
+            else:
+                self._release_share(on_loop=None)
+
+    def _release_share(self, on_loop) -> None:
+        """A batch's model call is over: its share of the parallelism is free, before its
+        answers go out (so the next batch, which those answers may bring, finds it free)."""
+        with self._cond:
+            self._active -= 1
+            if on_loop is None:
+                self._deferred = False  # this thread looks at every queue next
+            elif self._deferred:
+                self._deferred = False
+                self._cond.notify()
 
     def _process(self, q: _Queue, tasks: list[_Task], on_loop=None) -> None:
         try:
@@ -383,6 +384,7 @@ class BatchScheduler:
             for t in tasks:
                 t.error = err
         finally:
+            self._release_share(on_loop)
             self.batches_run += 1
             self.tasks_run += len(tasks)
             if self.metrics is not None:

@@ -32,6 +32,17 @@
  * CPython's locale-independent PyOS_double_to_string / PyOS_string_to_double, so the strings are
  * those of json_codec's Python writer.
  */
+
+/* rows_json(keys, arrays) -> list[str]
+ *
+ * The row format's `predictions`: one JSON text per row of the arrays' 0th dimension, the texts
+ * json_codec's Python writer makes. `arrays`: a list of C-contiguous NumPy-style buffers of one
+ * length in their 0th dimension, of float32/float64 (written as decimal_strings writes them),
+ * signed or unsigned integers of 1 to 8 bytes ("%lld" / "%llu") or bools ("true" / "false").
+ * `keys`: None for one array (a row is that array's row: a value, or nested lists "[a, b]");
+ * else one JSON text per array, and a row is the object "{key: row, ...}". TypeError for
+ * another element type (the Python writer serves those).
+ */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
@@ -88,19 +99,49 @@ done:
     return result;
 }
 
-/* One value as TF Serving's WriteDecimal writes it (see decimal_strings). */
-static PyObject *decimal_text(double v, int single) {
+/* A growing character buffer. */
+typedef struct {
+    char *data;
+    size_t len, cap;
+} Text;
+
+static int text_reserve(Text *t, size_t more) {
+    if (t->len + more <= t->cap)
+        return 0;
+    size_t cap = t->cap ? t->cap : 256;
+    while (cap < t->len + more)
+        cap *= 2;
+    char *data = PyMem_Realloc(t->data, cap);
+    if (data == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    t->data = data;
+    t->cap = cap;
+    return 0;
+}
+
+static int text_add(Text *t, const char *s, size_t n) {
+    if (text_reserve(t, n) < 0)
+        return -1;
+    memcpy(t->data + t->len, s, n);
+    t->len += n;
+    return 0;
+}
+
+/* Appends one value as TF Serving's WriteDecimal writes it (see decimal_strings). */
+static int text_decimal(Text *t, double v, int single) {
     if (isnan(v))
-        return PyUnicode_FromString("NaN");
+        return text_add(t, "NaN", 3);
     if (isinf(v))
-        return PyUnicode_FromString(v > 0 ? "Infinity" : "-Infinity");
+        return v > 0 ? text_add(t, "Infinity", 8) : text_add(t, "-Infinity", 9);
     char *text = PyOS_double_to_string(v, 'g', 6, 0, NULL);
     if (text == NULL)
-        return NULL;
+        return -1;
     double back = PyOS_string_to_double(text, NULL, NULL);
     if (back == -1.0 && PyErr_Occurred()) {
         PyMem_Free(text);
-        return NULL;
+        return -1;
     }
     if (single)
         back = (double)(float)back;
@@ -108,13 +149,13 @@ static PyObject *decimal_text(double v, int single) {
         PyMem_Free(text);
         text = PyOS_double_to_string(v, 'g', single ? 9 : 17, 0, NULL);
         if (text == NULL)
-            return NULL;
+            return -1;
     }
-    PyObject *result = (strchr(text, '.') || strchr(text, 'e'))
-                           ? PyUnicode_FromString(text)
-                           : PyUnicode_FromFormat("%s.0", text);
+    size_t n = strlen(text);
+    int whole = memchr(text, '.', n) == NULL && memchr(text, 'e', n) == NULL;
+    int rc = text_add(t, text, n);
     PyMem_Free(text);
-    return result;
+    return rc < 0 ? -1 : whole ? text_add(t, ".0", 2) : 0;
 }
 
 static PyObject *decimal_strings(PyObject *module, PyObject *arg) {
@@ -135,17 +176,174 @@ static PyObject *decimal_strings(PyObject *module, PyObject *arg) {
     result = PyList_New(n);
     if (result == NULL)
         goto done;
+    Text t = {NULL, 0, 0};
     for (Py_ssize_t k = 0; k < n; k++) {
         double v = single ? (double)((const float *)view.buf)[k] : ((const double *)view.buf)[k];
-        PyObject *text = decimal_text(v, single);
+        t.len = 0;
+        PyObject *text = text_decimal(&t, v, single) < 0
+                             ? NULL
+                             : PyUnicode_FromStringAndSize(t.data, (Py_ssize_t)t.len);
         if (text == NULL) {
             Py_CLEAR(result);
-            goto done;
+            break;
         }
         PyList_SET_ITEM(result, k, text);
     }
+    PyMem_Free(t.data);
 done:
     PyBuffer_Release(&view);
+    return result;
+}
+
+/* One array's element type, from its buffer format. */
+enum Kind { KIND_FLOAT, KIND_SIGNED, KIND_UNSIGNED, KIND_BOOL };
+
+static int element_kind(const Py_buffer *view, enum Kind *kind) {
+    const char *f = view->format ? view->format : "B";
+    if (f[0] == '<' || f[0] == '=' || f[0] == '@')
+        f++;
+    if (f[0] == '\0' || f[1] != '\0')
+        return -1;
+    Py_ssize_t size = view->itemsize;
+    if ((f[0] == 'f' && size == 4) || (f[0] == 'd' && size == 8))
+        *kind = KIND_FLOAT;
+    else if (strchr("bhilq", f[0]) && (size == 1 || size == 2 || size == 4 || size == 8))
+        *kind = KIND_SIGNED;
+    else if (strchr("BHILQ", f[0]) && (size == 1 || size == 2 || size == 4 || size == 8))
+        *kind = KIND_UNSIGNED;
+    else if (f[0] == '?' && size == 1)
+        *kind = KIND_BOOL;
+    else
+        return -1;
+    return 0;
+}
+
+static int text_element(Text *t, const char *at, enum Kind kind, Py_ssize_t size) {
+    char digits[32];
+    int n;
+    switch (kind) {
+    case KIND_FLOAT:
+        return text_decimal(t, size == 4 ? (double)*(const float *)at : *(const double *)at,
+                            size == 4);
+    case KIND_BOOL:
+        return *at ? text_add(t, "true", 4) : text_add(t, "false", 5);
+    case KIND_SIGNED: {
+        long long v = size == 1   ? *(const int8_t *)at
+                      : size == 2 ? *(const int16_t *)at
+                      : size == 4 ? *(const int32_t *)at
+                                  : *(const int64_t *)at;
+        n = snprintf(digits, sizeof digits, "%lld", v);
+        break;
+    }
+    default: {
+        unsigned long long v = size == 1   ? *(const uint8_t *)at
+                               : size == 2 ? *(const uint16_t *)at
+                               : size == 4 ? *(const uint32_t *)at
+                                           : *(const uint64_t *)at;
+        n = snprintf(digits, sizeof digits, "%llu", v);
+    }
+    }
+    return text_add(t, digits, (size_t)n);
+}
+
+/* Appends the values at `at` of dimensions shape[0..ndim): one value, or nested lists. */
+static int text_nested(Text *t, const char *at, const Py_ssize_t *shape, int ndim,
+                       const Py_ssize_t *strides, enum Kind kind, Py_ssize_t size) {
+    if (ndim == 0)
+        return text_element(t, at, kind, size);
+    if (text_add(t, "[", 1) < 0)
+        return -1;
+    for (Py_ssize_t k = 0; k < shape[0]; k++) {
+        if ((k && text_add(t, ", ", 2) < 0) ||
+            text_nested(t, at + k * strides[0], shape + 1, ndim - 1, strides + 1, kind, size) < 0)
+            return -1;
+    }
+    return text_add(t, "]", 1);
+}
+
+static PyObject *rows_json(PyObject *module, PyObject *args) {
+    PyObject *keys, *arrays, *result = NULL;
+    if (!PyArg_ParseTuple(args, "OO!:rows_json", &keys, &PyList_Type, &arrays))
+        return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(arrays);
+    if (count < 1 || (keys == Py_None ? count != 1
+                                       : !PyList_Check(keys) || PyList_GET_SIZE(keys) != count)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "rows_json() takes one array and keys None, or one key per array");
+        return NULL;
+    }
+    Py_buffer *views = PyMem_Calloc((size_t)count, sizeof(Py_buffer));
+    enum Kind *kinds = PyMem_Calloc((size_t)count, sizeof(enum Kind));
+    const char **key_texts = PyMem_Calloc((size_t)count, sizeof(char *));
+    Py_ssize_t *key_lens = PyMem_Calloc((size_t)count, sizeof(Py_ssize_t));
+    Py_ssize_t got = 0, rows = -1;
+    Text t = {NULL, 0, 0};
+    if (views == NULL || kinds == NULL || key_texts == NULL || key_lens == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (; got < count; got++) {
+        Py_buffer *v = &views[got];
+        if (PyObject_GetBuffer(PyList_GET_ITEM(arrays, got), v,
+                               PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_STRIDES) < 0)
+            goto done;
+        if (element_kind(v, &kinds[got]) < 0) {
+            PyErr_Format(PyExc_TypeError, "rows_json() takes numeric or bool arrays, not format "
+                         "'%s'", v->format ? v->format : "B");
+            got++;
+            goto done;
+        }
+        if (v->ndim < 1 || (rows >= 0 && v->shape[0] != rows)) {
+            PyErr_SetString(PyExc_ValueError,
+                            "rows_json() takes arrays of one length in their 0th dimension");
+            got++;
+            goto done;
+        }
+        rows = v->shape[0];
+        if (keys != Py_None) {
+            key_texts[got] = PyUnicode_AsUTF8AndSize(PyList_GET_ITEM(keys, got), &key_lens[got]);
+            if (key_texts[got] == NULL) {
+                got++;
+                goto done;
+            }
+        }
+    }
+    result = PyList_New(rows);
+    if (result == NULL)
+        goto done;
+    for (Py_ssize_t r = 0; r < rows; r++) {
+        t.len = 0;
+        if (keys != Py_None && text_add(&t, "{", 1) < 0)
+            goto fail;
+        for (Py_ssize_t a = 0; a < count; a++) {
+            Py_buffer *v = &views[a];
+            if (keys != Py_None &&
+                ((a && text_add(&t, ", ", 2) < 0) ||
+                 text_add(&t, key_texts[a], (size_t)key_lens[a]) < 0 ||
+                 text_add(&t, ": ", 2) < 0))
+                goto fail;
+            if (text_nested(&t, (const char *)v->buf + r * v->strides[0], v->shape + 1,
+                            v->ndim - 1, v->strides + 1, kinds[a], v->itemsize) < 0)
+                goto fail;
+        }
+        if (keys != Py_None && text_add(&t, "}", 1) < 0)
+            goto fail;
+        PyObject *row = PyUnicode_DecodeUTF8(t.data, (Py_ssize_t)t.len, "strict");
+        if (row == NULL)
+            goto fail;
+        PyList_SET_ITEM(result, r, row);
+    }
+    goto done;
+fail:
+    Py_CLEAR(result);
+done:
+    for (Py_ssize_t k = 0; k < got; k++)
+        PyBuffer_Release(&views[k]);
+    PyMem_Free(views);
+    PyMem_Free(kinds);
+    PyMem_Free(key_texts);
+    PyMem_Free(key_lens);
+    PyMem_Free(t.data);
     return result;
 }
 
@@ -155,6 +353,9 @@ static PyMethodDef methods[] = {
      "(kind \"i\": int64 values, \"f\": float64), or None to leave it to the Python reader."},
     {"decimal_strings", decimal_strings, METH_O,
      "decimal_strings(values) -> list[str]: float32/float64 values as TF Serving writes them."},
+    {"rows_json", rows_json, METH_VARARGS,
+     "rows_json(keys, arrays) -> list[str]: the row format's predictions, one JSON text per "
+     "row (keys: None for one array, else one JSON text per array)."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_dense_json",

@@ -668,6 +668,9 @@ def predict_rows(outputs: dict[str, np.ndarray]) -> list[str]:
             raise invalid_argument(f"Tensor name: {name} has inconsistent batch size: "
                                    f"{arr.shape[0]} expecting: {batch}")
         batch = arr.shape[0]
+    if _dense_json is not None and all(_c_writes(arr) for arr in outputs.values()):
+        keys = None if len(outputs) == 1 else [json.dumps(k) for k in outputs]
+        return _dense_json.rows_json(keys, [np.ascontiguousarray(a) for a in outputs.values()])
     leaves = {}
     for name, arr in outputs.items():
         as_bytes = (arr.dtype == object or arr.dtype.kind in "SU") and name.endswith("_bytes")
@@ -680,6 +683,12 @@ def predict_rows(outputs: dict[str, np.ndarray]) -> list[str]:
         rows = ["{" + ", ".join(keys[k] + ": " + _nest(s[i]) for k, s in leaves.items()) + "}"
                 for i in range(batch)]
     return rows
+
+
+def _c_writes(arr: np.ndarray) -> bool:
+    """Whether ``_dense_json.rows_json`` writes ``arr``'s values (the Python writer's texts)."""
+    dt = arr.dtype
+    return dt.isnative and (dt.kind in "iub" or dt in (np.float32, np.float64))
 
 
 def classification_json(result) -> str:

@@ -235,3 +235,49 @@ def test_decimal_strings_refuse_other_types():
         dense_json.decimal_strings(np.array([1], np.int32))
     with pytest.raises(TypeError, match="float32 or float64"):
         dense_json.decimal_strings(np.array([1], np.float16))
+
+
+def _python_rows(outputs, monkeypatch):
+    with monkeypatch.context() as m:
+        m.setattr(json_codec, "_dense_json", None)
+        return json_codec.predict_rows(outputs)
+
+
+@needs_c
+def test_rows_json_equals_the_python_writer(monkeypatch):
+    rng = np.random.default_rng(17)
+    wide = np.array([np.iinfo(np.int64).min, -1, 0, np.iinfo(np.int64).max], np.int64)
+    cases = [
+        {"probabilities": rng.random((32, 10)).astype(np.float32),
+         "classes": rng.integers(0, 10, 32)},  # LeNet-5's outputs
+        {"y": rng.standard_normal(5)},  # one value per row
+        {"y": rng.standard_normal((3, 2, 4)).astype(np.float32)},  # nested lists
+        {"y": np.array([[np.nan, np.inf], [-np.inf, -0.0]], np.float32)},
+        {"i8": np.array([-128, 127], np.int8), "u64": np.array([0, 2**64 - 1], np.uint64),
+         "b": np.array([[True, False], [False, True]]), "i16": np.array([-7, 300], np.int16)},
+        {"i64": wide, "u8": np.array([0, 1, 200, 255], np.uint8)},
+        {"x": rng.standard_normal((4, 6))[:, ::2]},  # not contiguous
+        {"x": np.zeros((2, 0)), "y": np.ones((2, 1, 0, 3), np.float32)},  # empty rows
+        {'"quoted" \u00e9': np.arange(3, dtype=np.int32), "z": np.arange(3, dtype=np.uint16)},
+    ]
+    for outputs in cases:
+        got = json_codec.predict_rows(outputs)
+        assert got == _python_rows(outputs, monkeypatch), outputs
+        for row in got:
+            json.loads(row)
+    assert json_codec.predict_rows({"p": np.array([[0.5, 0.25]], np.float32),
+                                    "c": np.array([0])}) == ['{"p": [0.5, 0.25], "c": 0}']
+
+
+@needs_c
+def test_rows_json_leaves_other_types_to_python(monkeypatch):
+    for outputs in ({"s": np.array([b"a", b"b"], object), "n": np.arange(2)},
+                    {"h": np.array([1.5], np.float16)},
+                    {"big": np.array([1.0, 2.0], ">f8")}):
+        assert json_codec.predict_rows(outputs) == _python_rows(outputs, monkeypatch)
+    with pytest.raises(TypeError, match="numeric or bool arrays"):
+        dense_json.rows_json(None, [np.array([1.5], np.float16)])
+    with pytest.raises(ValueError, match="one length in their 0th dimension"):
+        dense_json.rows_json(['"a"', '"b"'], [np.arange(2), np.arange(3)])
+    with pytest.raises(ValueError, match="one key per array"):
+        dense_json.rows_json(None, [np.arange(2), np.arange(2)])

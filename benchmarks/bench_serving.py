@@ -6,7 +6,9 @@ with ``serving.export.export_model``. Baselines call the same SavedModel's ``ser
 concrete function in this process at batch 1 and batch 32, the way the server calls it
 (``serving.server.flat_call.FlatCall``, prebuilt input tensors).
 
-Two servers run as separate processes (``python -m serving``), batching off and on, side by side.
+Two servers run as separate processes (``python -m serving``), batching off and on, side by side,
+both with the default REST front end (the native one, where it is built); a third, batching on
+with ``--rest_api_front=asyncio``, runs beside them for an informational row.
 The load generator is ``h2load`` (nghttp2's native load generator, ``benchmarks/h2load.py``): C,
 one thread, about 10–60 µs of CPU per request, where asyncio clients in Python spend about
 0.2 ms per gRPC call on the same two cores and so measure themselves too. Closed loop: each client
@@ -36,7 +38,9 @@ Rows (ratio = candidate / baseline):
   then); the server's flat call vs the public ``fn(image=...)`` at batch 1; in-process
   batch 1 vs 32; the ceiling of a do-nothing
   ``grpc.aio`` Predict server and of a do-nothing REST server (this package's HTTP layer, no JSON)
-  at 32 clients; every measured throughput with p50/p99; and, for gRPC and REST at 32 clients
+  at 32 clients; 32-client REST throughput (batching on) with the native front end vs the asyncio
+  one (where the native one is built); every measured throughput with p50/p99; and, for gRPC and
+  REST at 32 clients
   with batching on, the CPU time the server and h2load spend per answered image
   against the CPU time per image the ">= 0.5" goal leaves on this machine (``os.cpu_count()``
   cores / (0.5 × in-process batch-32 images/s)): above 1.0, the goal is out of reach even with
@@ -61,6 +65,7 @@ import numpy as np
 
 from benchmarks import h2load
 from benchmarks.common import Row
+from serving.server import native_http
 
 MODEL = "lenet5_bench"
 # Server-side batching for the "batching on" runs (TF Serving's BatchingParameters text proto).
@@ -491,18 +496,20 @@ def noop_servers():
 
 
 @contextlib.contextmanager
-def server_process(base: str, batching: bool, root: str):
+def server_process(base: str, batching: bool, root: str, rest_front: str = "native"):
+    """A server on free ports; ``rest_front``: its ``--rest_api_front``."""
     grpc_port, rest_port = _free_port(), _free_port()
     args = [sys.executable, "-m", "serving", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
             f"--model_name={MODEL}", f"--model_base_path={base}",
-            "--file_system_poll_wait_seconds=0"]
+            "--file_system_poll_wait_seconds=0", f"--rest_api_front={rest_front}"]
     if batching:
         params = os.path.join(root, "batching.config")
         with open(params, "w") as f:
             f.write(BATCHING_PARAMETERS)
         args += ["--enable_batching", f"--batching_parameters_file={params}"]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    log_path = os.path.join(root, f"server-batching-{'on' if batching else 'off'}.log")
+    log_path = os.path.join(root, f"server-batching-{'on' if batching else 'off'}-"
+                                  f"{rest_front}.log")
     log = open(log_path, "wb")  # a file, not a pipe nobody reads: the server never blocks on it
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log, env=env)
     try:
@@ -580,6 +587,9 @@ def measure(quick: bool) -> dict:
             grpc_port, rest_port, pids[batching] = stack.enter_context(
                 server_process(base, batching, root))
             servers[batching] = {"grpc": grpc_port, "rest": rest_port}
+        if native_http.available():  # the REST front end the default replaced, for comparison
+            _, asyncio_port, _ = stack.enter_context(
+                server_process(base, True, root, rest_front="asyncio"))
         results["one_client"] = interleaved_one_client(model, gen, pygen, servers[False],
                                                        seconds)
         print(f"[bench_serving] 1 client, interleaved p50 ms: {results['one_client']}",
@@ -598,6 +608,9 @@ def measure(quick: bool) -> dict:
                         lat.setdefault(key, []).extend(gen.latencies(
                             protocol, servers[batching][protocol], clients, seconds / rounds,
                             warmup=0.5))
+            if native_http.available():
+                lat.setdefault(("rest_asyncio", True, 32), []).extend(gen.latencies(
+                    "rest", asyncio_port, 32, seconds / rounds, warmup=0.5))
             for protocol in ("grpc", "rest"):
                 lat.setdefault(("python", protocol), []).extend(pygen.latencies(
                     protocol, servers[True][protocol], 32, seconds / rounds, warmup=0.5))
@@ -683,6 +696,12 @@ def rows(quick: bool) -> list[Row]:
             " vs in-process batch 32", "do-nothing req/s", "in-process b32 img/s",
             r[("noop", "rest")]["throughput"], b32, "req/s", ">= 0.0"),
     ]
+    if ("rest_asyncio", True, 32) in r:
+        out.append(Row(
+            "serving (info): 32 clients REST throughput (batching on), the native front end (C "
+            "I/O thread, the default) vs --rest_api_front=asyncio (the event loop)",
+            "native", "asyncio", r[("rest", True, 32)]["throughput"],
+            r[("rest_asyncio", True, 32)]["throughput"], "img/s", ">= 0.0"))
     budget = (os.cpu_count() or 1) / (0.5 * b32) * 1e6  # CPU µs per image at the >= 0.5 goal
     for protocol, label in (("grpc", "gRPC"), ("rest", "REST")):
         out.append(Row(

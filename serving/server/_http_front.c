@@ -805,11 +805,13 @@ static int Front_init(Front *f, PyObject *args, PyObject *kwds) {
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "sindn", kwlist, &host, &port, &max_body, &idle,
                                      &fast_body))
         return -1;
-    f->listen_fd = f->ep = f->ready_fd = f->wake_fd = -1;
+    if (f->listen_fd >= 0 || f->closed) {
+        PyErr_SetString(PyExc_RuntimeError, "Front.__init__(): already initialized");
+        return -1;
+    }
     f->max_body = max_body;
     f->fast_body = fast_body;
     f->idle_timeout = idle;
-    pthread_mutex_init(&f->mu, NULL);
     struct addrinfo hints = {.ai_family = strchr(host, ':') ? AF_INET6 : AF_INET,
                              .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
     struct addrinfo *found = NULL;
@@ -856,6 +858,16 @@ static int Front_init(Front *f, PyObject *args, PyObject *kwds) {
     epoll_ctl(f->ep, EPOLL_CTL_ADD, fd, &listen_ev);
     epoll_ctl(f->ep, EPOLL_CTL_ADD, f->wake_fd, &wake_ev);
     return 0;
+}
+
+/* No sockets yet (so a Front whose __init__ failed, or never ran, closes none). */
+static PyObject *Front_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    Front *f = (Front *)type->tp_alloc(type, 0);
+    if (f == NULL)
+        return NULL;
+    f->listen_fd = f->ep = f->ready_fd = f->wake_fd = -1;
+    pthread_mutex_init(&f->mu, NULL);
+    return (PyObject *)f;
 }
 
 static void wake(Front *f) {
@@ -1183,7 +1195,7 @@ static PyTypeObject FrontType = {
     .tp_basicsize = sizeof(Front),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "A listening socket whose connections a native thread serves (see the module).",
-    .tp_new = PyType_GenericNew,
+    .tp_new = Front_new,
     .tp_init = (initproc)Front_init,
     .tp_dealloc = (destructor)Front_dealloc,
     .tp_methods = Front_methods,

@@ -5,8 +5,10 @@ task, and the C object's own contract."""
 from __future__ import annotations
 
 import concurrent.futures
+import gc
 import http.client
 import json
+import os
 import socket
 import struct
 import time
@@ -245,4 +247,31 @@ def test_front_bad_arguments():
     front = _front()
     with pytest.raises(RuntimeError, match="already started"):
         front.start()
+    with pytest.raises(RuntimeError, match="already initialized"):
+        front.__init__("127.0.0.1", 0, 10, 0.0, 10)
     front.close()
+
+
+def test_a_front_that_never_opened_closes_no_one_elses_file():
+    """A Front whose __init__ failed, or never ran, owns no descriptors: deleting it must not
+    close fd 0 (what zeroed descriptor fields would name)."""
+    from serving.server import _http_front
+
+    saved = os.dup(0)  # fd 0 restored if the front closed it
+    before = os.fstat(0)
+    try:
+        with pytest.raises(TypeError):
+            _http_front.Front("127.0.0.1", "not a port", 10, 0.0, 10)
+        bare = _http_front.Front.__new__(_http_front.Front)
+        bare.close()
+        del bare
+        gc.collect()
+        try:
+            after = os.fstat(0)
+        except OSError:
+            after = None
+        if after is None or (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino):
+            os.dup2(saved, 0)
+            pytest.fail("deleting a Front that never opened closed fd 0")
+    finally:
+        os.close(saved)

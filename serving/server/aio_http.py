@@ -68,31 +68,31 @@ def response_bytes(status: int, content_type: str, text: str, *, close: bool = F
     return head if head_only else head + data
 
 
+# The error message for each way the HTTP parser refuses a request: code -> (detail, limit) ->
+# text, where detail is the text the message names and limit --rest_api_max_body_bytes.
+_REFUSALS: dict[str, Callable[[str, int], str]] = {
+    "line": lambda detail, limit: "Request line too long",
+    "head": lambda detail, limit: "Request header fields too large",
+    "fields": lambda detail, limit: f"More than {MAX_HEADERS} header fields",
+    "request_line": lambda detail, limit: f"Bad request line: {detail[:200]!r}",
+    "version": lambda detail, limit: f"Unsupported HTTP version: {detail[:20]}",
+    "header": lambda detail, limit: f"Malformed header line: {detail[:200]!r}",
+    "transfer_encoding": lambda detail, limit: (
+        f"Unsupported Transfer-Encoding: {detail.lower()[:100]}"),
+    "content_length": lambda detail, limit: f"Invalid Content-Length: {detail!r}",
+    "too_large": lambda detail, limit: (
+        f"Request body of {int(detail)} bytes exceeds the limit of {limit} bytes "
+        "(--rest_api_max_body_bytes)"),
+    "chunks_too_large": lambda detail, limit: (
+        f"Request body exceeds the limit of {limit} bytes (--rest_api_max_body_bytes)"),
+    "chunked": lambda detail, limit: "Malformed chunked request body",
+}
+
+
 def refusal(code: str, detail: str = "", limit: int = 0) -> str:
-    """The error message for a request the HTTP parser refuses (``code``; ``detail``: the text
-    it names), the same from both front ends."""
-    if code == "line":
-        return "Request line too long"
-    if code == "head":
-        return "Request header fields too large"
-    if code == "fields":
-        return f"More than {MAX_HEADERS} header fields"
-    if code == "request_line":
-        return f"Bad request line: {detail[:200]!r}"
-    if code == "version":
-        return f"Unsupported HTTP version: {detail[:20]}"
-    if code == "header":
-        return f"Malformed header line: {detail[:200]!r}"
-    if code == "transfer_encoding":
-        return f"Unsupported Transfer-Encoding: {detail.lower()[:100]}"
-    if code == "content_length":
-        return f"Invalid Content-Length: {detail!r}"
-    if code == "too_large":
-        return (f"Request body of {int(detail)} bytes exceeds the limit of {limit} bytes "
-                "(--rest_api_max_body_bytes)")
-    if code == "chunks_too_large":
-        return f"Request body exceeds the limit of {limit} bytes (--rest_api_max_body_bytes)"
-    return "Malformed chunked request body"  # "chunked"
+    """The error message for a request the HTTP parser refuses (``code``, a key of
+    ``_REFUSALS``; ``detail``: the text it names), the same from both front ends."""
+    return _REFUSALS[code](detail, limit)
 
 
 async def call_app(app: App, method: str, target: str, body: bytes) -> tuple[int, str, str]:

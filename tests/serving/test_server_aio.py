@@ -58,6 +58,25 @@ def _predict_body(row) -> bytes:
     return json.dumps({"signature_name": "single", "instances": [row]}).encode()
 
 
+def test_the_default_front_end_falls_back_to_asyncio_with_a_warning(tmp_path, toy_builds,
+                                                                    monkeypatch, caplog):
+    """--rest_api_front=native (the default) where serving.server._http_front is not built."""
+    monkeypatch.setattr(native_http, "_http_front", None)
+    base = make_base(tmp_path, "toy", toy_builds, [2])
+    with caplog.at_level("WARNING", logger="serving.server"):
+        srv = start_server(["--model_name=toy", f"--model_base_path={base}"])
+    try:
+        assert srv.rest_front == "asyncio"
+        assert "_http_front is not built; the asyncio front end serves REST" in caplog.text
+        sock, f = _connect(srv)
+        sock.sendall(http_request("POST", PREDICT, _predict_body([1, 2, 3])))
+        status, _, body = read_http_response(f)
+        assert (status, json.loads(body)) == (200, {"predictions": [[2.0, 4.0, 6.0]]})
+        sock.close()
+    finally:
+        srv.stop()
+
+
 # -- HTTP/1.1 --------------------------------------------------------------------------------------
 def test_pipelined_requests_are_answered_in_order(server):
     sock, f = _connect(server)

@@ -45,6 +45,8 @@ def test_flag_syntaxes():
     (["--model_base_path=/m", "--model_config_file=/c"], "mutually exclusive"),
     (["--model_base_path=/m", "stray"], "Unexpected positional argument 'stray'"),
     (["--model_base_path=/m", "--batching_parameters_file=/b"], "requires --enable_batching"),
+    (["--model_base_path=/m", "--rest_api_front=uvicorn"],
+     "--rest_api_front must be native or asyncio, got 'uvicorn'"),
 ])
 def test_bad_command_lines(argv, fragment):
     with pytest.raises(FlagError) as info:

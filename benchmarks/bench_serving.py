@@ -37,7 +37,8 @@ Rows (ratio = candidate / baseline):
   (a batching server's batch follows its event loop's writes and reads, and the call is slower
   then); the server's flat call vs the public ``fn(image=...)`` at batch 1; in-process
   batch 1 vs 32; the ceiling of a do-nothing
-  ``grpc.aio`` Predict server and of a do-nothing REST server (this package's HTTP layer, no JSON)
+  ``grpc.aio`` Predict server and of a do-nothing REST server (this package's default REST front
+  end, no JSON)
   at 32 clients; 32-client REST throughput (batching on) with the native front end vs the asyncio
   one (where the native one is built); every measured throughput with p50/p99; and, for gRPC and
   REST at 32 clients
@@ -432,13 +433,15 @@ class H2LoadGenerator:
 
 # -- do-nothing servers: the front ends' ceiling without a model ----------------------------------
 def _noop_main(grpc_port: int, rest_port: int, ready, stop) -> None:
-    """A ``grpc.aio`` Predict and a REST server (this package's asyncio HTTP server) that answer
-    every request with a fixed LeNet-sized response, without decoding it or running a model."""
+    """A ``grpc.aio`` Predict and a REST server (this package's default REST front end: the
+    native one where it is built, else the asyncio one) that answer every request with a fixed
+    LeNet-sized response, without decoding it or running a model."""
     import grpc
     from tensorflow.core.framework import types_pb2
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
     from serving.server.aio_http import AsyncHttpServer
+    from serving.server.native_http import NativeHttpServer
 
     response = predict_pb2.PredictResponse()
     response.model_spec.name = MODEL
@@ -466,7 +469,8 @@ def _noop_main(grpc_port: int, rest_port: int, ready, stop) -> None:
         server.add_insecure_port(f"127.0.0.1:{grpc_port}")
         await server.start()
         loop = asyncio.get_running_loop()
-        http = AsyncHttpServer(app, loop, max_body_bytes=1 << 26, idle_timeout_s=60)
+        front = NativeHttpServer if native_http.available() else AsyncHttpServer
+        http = front(app, loop, max_body_bytes=1 << 26, idle_timeout_s=60)
         await http.start("127.0.0.1", rest_port)
         ready.set()
         await loop.run_in_executor(None, stop.wait)
@@ -692,7 +696,8 @@ def rows(quick: bool) -> list[Row]:
         Row("serving (info): do-nothing gRPC Predict server (no model, no decoding), 32 clients,"
             " vs in-process batch 32", "do-nothing req/s", "in-process b32 img/s",
             r[("noop", "grpc")]["throughput"], b32, "req/s", ">= 0.0"),
-        Row("serving (info): do-nothing REST server (no model, no JSON), 32 clients,"
+        Row("serving (info): do-nothing REST server (the default front end, no model, no "
+            "JSON), 32 clients,"
             " vs in-process batch 32", "do-nothing req/s", "in-process b32 img/s",
             r[("noop", "rest")]["throughput"], b32, "req/s", ">= 0.0"),
     ]

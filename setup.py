@@ -11,7 +11,7 @@ import sys
 
 from setuptools import Extension, setup
 
-CORE = ["serving/server/_dense_core.h"]
+CORE = ["serving/server/_buf.h", "serving/server/_dense_core.h"]
 extensions = [Extension("serving.server._dense_json", ["serving/server/_dense_json.c"],
                         depends=CORE, optional=True)]
 if sys.platform.startswith("linux"):

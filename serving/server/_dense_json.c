@@ -49,6 +49,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_buf.h"
 #include "_dense_core.h"
 
 /* PyOS_string_to_double: CPython's own correctly rounded, locale-independent reader. */
@@ -99,38 +100,17 @@ done:
     return result;
 }
 
-/* A growing character buffer. */
-typedef struct {
-    char *data;
-    size_t len, cap;
-} Text;
-
-static int text_reserve(Text *t, size_t more) {
-    if (t->len + more <= t->cap)
-        return 0;
-    size_t cap = t->cap ? t->cap : 256;
-    while (cap < t->len + more)
-        cap *= 2;
-    char *data = PyMem_Realloc(t->data, cap);
-    if (data == NULL) {
+/* buf_add, with a Python MemoryError when memory runs out. */
+static int text_add(Buf *t, const char *s, size_t n) {
+    if (buf_add(t, s, (Py_ssize_t)n) < 0) {
         PyErr_NoMemory();
         return -1;
     }
-    t->data = data;
-    t->cap = cap;
-    return 0;
-}
-
-static int text_add(Text *t, const char *s, size_t n) {
-    if (text_reserve(t, n) < 0)
-        return -1;
-    memcpy(t->data + t->len, s, n);
-    t->len += n;
     return 0;
 }
 
 /* Appends one value as TF Serving's WriteDecimal writes it (see decimal_strings). */
-static int text_decimal(Text *t, double v, int single) {
+static int text_decimal(Buf *t, double v, int single) {
     if (isnan(v))
         return text_add(t, "NaN", 3);
     if (isinf(v))
@@ -176,7 +156,7 @@ static PyObject *decimal_strings(PyObject *module, PyObject *arg) {
     result = PyList_New(n);
     if (result == NULL)
         goto done;
-    Text t = {NULL, 0, 0};
+    Buf t = {NULL, 0, 0};
     for (Py_ssize_t k = 0; k < n; k++) {
         double v = single ? (double)((const float *)view.buf)[k] : ((const double *)view.buf)[k];
         t.len = 0;
@@ -189,7 +169,7 @@ static PyObject *decimal_strings(PyObject *module, PyObject *arg) {
         }
         PyList_SET_ITEM(result, k, text);
     }
-    PyMem_Free(t.data);
+    free(t.data);
 done:
     PyBuffer_Release(&view);
     return result;
@@ -218,7 +198,7 @@ static int element_kind(const Py_buffer *view, enum Kind *kind) {
     return 0;
 }
 
-static int text_element(Text *t, const char *at, enum Kind kind, Py_ssize_t size) {
+static int text_element(Buf *t, const char *at, enum Kind kind, Py_ssize_t size) {
     char digits[32];
     int n;
     switch (kind) {
@@ -247,7 +227,7 @@ static int text_element(Text *t, const char *at, enum Kind kind, Py_ssize_t size
 }
 
 /* Appends the values at `at` of dimensions shape[0..ndim): one value, or nested lists. */
-static int text_nested(Text *t, const char *at, const Py_ssize_t *shape, int ndim,
+static int text_nested(Buf *t, const char *at, const Py_ssize_t *shape, int ndim,
                        const Py_ssize_t *strides, enum Kind kind, Py_ssize_t size) {
     if (ndim == 0)
         return text_element(t, at, kind, size);
@@ -277,7 +257,7 @@ static PyObject *rows_json(PyObject *module, PyObject *args) {
     const char **key_texts = PyMem_Calloc((size_t)count, sizeof(char *));
     Py_ssize_t *key_lens = PyMem_Calloc((size_t)count, sizeof(Py_ssize_t));
     Py_ssize_t got = 0, rows = -1;
-    Text t = {NULL, 0, 0};
+    Buf t = {NULL, 0, 0};
     if (views == NULL || kinds == NULL || key_texts == NULL || key_lens == NULL) {
         PyErr_NoMemory();
         goto done;
@@ -343,7 +323,7 @@ done:
     PyMem_Free(kinds);
     PyMem_Free(key_texts);
     PyMem_Free(key_lens);
-    PyMem_Free(t.data);
+    free(t.data);
     return result;
 }
 

@@ -55,6 +55,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "_buf.h"
 #include "_dense_core.h"
 
 #define MAX_LINE 65536
@@ -82,38 +83,6 @@ static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-typedef struct {
-    char *data;
-    Py_ssize_t len, cap;
-} Buf;
-
-static int buf_reserve(Buf *b, Py_ssize_t extra) {
-    if (b->cap - b->len >= extra)
-        return 0;
-    Py_ssize_t cap = b->cap ? b->cap : 4096;
-    while (cap - b->len < extra)
-        cap *= 2;
-    char *data = realloc(b->data, cap);
-    if (data == NULL)
-        return -1;
-    b->data = data;
-    b->cap = cap;
-    return 0;
-}
-
-static int buf_add(Buf *b, const char *p, Py_ssize_t n) {
-    if (buf_reserve(b, n) < 0)
-        return -1;
-    memcpy(b->data + b->len, p, n);
-    b->len += n;
-    return 0;
-}
-
-static void buf_drop(Buf *b, Py_ssize_t n) { /* remove the first n bytes */
-    memmove(b->data, b->data + n, b->len - n);
-    b->len -= n;
 }
 
 enum { REQ_HTTP, REQ_FAIL };

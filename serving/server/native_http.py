@@ -12,9 +12,10 @@ event loop only sees complete requests: it watches the front's eventfd and answe
 :func:`serving.server.json_codec.fast_instances` reads; up to ``fast_body_bytes``) have their
 numbers read on that thread too, and a burst of them to one target reaches the loop as one group
 (``predict_many``, :meth:`serving.server.rest.RestApi.predict_many_async`): the loop's work per
-request is then a few microseconds instead of its whole HTTP and JSON path. On the 2-core VM,
-with 32 REST clients and batching on, this is what lifts LeNet-5's throughput from about 0.2 of
-in-process batch-32 inference to about half of it (serving/README.md).
+request is then a few microseconds instead of its whole HTTP and JSON path. On the 2-core
+development VM, with 32 REST clients and batching on, LeNet-5's throughput rises from about 0.2
+of in-process batch-32 inference with the asyncio front end to about 0.3 (serving/README.md,
+Performance).
 """
 
 from __future__ import annotations

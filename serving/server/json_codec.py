@@ -153,7 +153,7 @@ def _check_scalar(v, sig: TensorSig):
             if abs(v) > limit:
                 raise invalid_argument(f"Cannot convert JSON value: {v} to {sig.dtype_name} "
                                        "without loss of precision.")
-        elif np.isfinite(v) and abs(v) > np.finfo(sig.np_dtype).max:
+        elif np.isfinite(v) and abs(v) > float(np.finfo(sig.np_dtype).max):  # in float64
             raise invalid_argument(f"Cannot convert JSON value: {v} to {sig.dtype_name} "
                                    "without loss of precision.")
         return v
@@ -195,7 +195,8 @@ def _fast_array(value, sig: TensorSig) -> np.ndarray | None:
     kind = arr.dtype.kind
     want = sig.np_dtype.kind
     if want == "f" and kind == "f":
-        out = arr.astype(sig.np_dtype)
+        with np.errstate(over="ignore"):  # an overflow is found below and named by the slow path
+            out = arr.astype(sig.np_dtype)
         if not np.isfinite(out).all() and np.isfinite(arr).all():
             return None  # overflow: let the slow path name the value
         return out
@@ -510,7 +511,7 @@ def _add_feature_value(v, name: str, feature: feature_pb2.Feature) -> None:
         feature.bytes_list.value.append(v.encode("utf-8"))
     elif isinstance(v, float):
         need("float_list")
-        if np.isfinite(v) and abs(v) > np.finfo(np.float32).max:
+        if np.isfinite(v) and abs(v) > float(np.finfo(np.float32).max):
             raise invalid_argument(f"Cannot convert JSON value: {v} to float without loss of "
                                    "precision.")
         feature.float_list.value.append(v)

@@ -38,14 +38,12 @@ Rows (ratio = candidate / baseline):
   then); the server's flat call vs the public ``fn(image=...)`` at batch 1; in-process
   batch 1 vs 32; the ceiling of a do-nothing
   ``grpc.aio`` Predict server and of a do-nothing REST server (this package's default REST front
-  end, no JSON)
-  at 32 clients; 32-client REST throughput (batching on) with the native front end vs the asyncio
-  one (where the native one is built); every measured throughput with p50/p99; and, for gRPC and
-  REST at 32 clients
-  with batching on, the CPU time the server and h2load spend per answered image
-  against the CPU time per image the ">= 0.5" goal leaves on this machine (``os.cpu_count()``
-  cores / (0.5 × in-process batch-32 images/s)): above 1.0, the goal is out of reach even with
-  every core busy all the time.
+  end, no JSON) at 32 clients; 32-client REST throughput (batching on) with the native front end
+  vs the asyncio one (where the native one is built); every measured throughput with p50/p99;
+  and, for gRPC and REST at 32 clients with batching on, the CPU time the server and h2load
+  spend per answered image against the CPU time per image the ">= 0.5" goal leaves on this
+  machine (``os.cpu_count()`` cores / (0.5 × in-process batch-32 images/s)): above 1.0, the goal
+  is out of reach even with every core busy all the time.
 """
 
 from __future__ import annotations
@@ -591,7 +589,8 @@ def measure(quick: bool) -> dict:
             grpc_port, rest_port, pids[batching] = stack.enter_context(
                 server_process(base, batching, root))
             servers[batching] = {"grpc": grpc_port, "rest": rest_port}
-        if native_http.available():  # the REST front end the default replaced, for comparison
+        asyncio_port = None  # the REST front end the default replaced, for comparison
+        if native_http.available():
             _, asyncio_port, _ = stack.enter_context(
                 server_process(base, True, root, rest_front="asyncio"))
         results["one_client"] = interleaved_one_client(model, gen, pygen, servers[False],
@@ -612,7 +611,7 @@ def measure(quick: bool) -> dict:
                         lat.setdefault(key, []).extend(gen.latencies(
                             protocol, servers[batching][protocol], clients, seconds / rounds,
                             warmup=0.5))
-            if native_http.available():
+            if asyncio_port is not None:
                 lat.setdefault(("rest_asyncio", True, 32), []).extend(gen.latencies(
                     "rest", asyncio_port, 32, seconds / rounds, warmup=0.5))
             for protocol in ("grpc", "rest"):

@@ -652,7 +652,12 @@ def predict_response(outputs: dict[str, np.ndarray], fmt: str) -> str:
             return '{"outputs": ' + tensor_json(name, arr) + "}"
         body = ", ".join(json.dumps(k) + ": " + tensor_json(k, v) for k, v in outputs.items())
         return '{"outputs": {' + body + "}}"
-    return '{"predictions": [' + ", ".join(predict_rows(outputs)) + "]}"
+    return predictions_json(predict_rows(outputs))
+
+
+def predictions_json(rows: list[str]) -> str:
+    """The row format's response body around the rows' JSON texts (from :func:`predict_rows`)."""
+    return '{"predictions": [' + ", ".join(rows) + "]}"
 
 
 def predict_rows(outputs: dict[str, np.ndarray]) -> list[str]:

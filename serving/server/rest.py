@@ -263,8 +263,7 @@ class RestApi:
             status = "OK"
             for k in range(first, last):
                 rows = texts[offsets[k] - lo:offsets[k + 1] - lo]
-                answers[k] = (200, "application/json",
-                              '{"predictions": [' + ", ".join(rows) + "]}")
+                answers[k] = (200, "application/json", json_codec.predictions_json(rows))
         latency_us = (time.perf_counter() - start) * 1e6
         for _ in range(first, last):
             self.core.metrics.record(model, "predict", "REST", status, latency_us)

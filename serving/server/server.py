@@ -117,14 +117,14 @@ class ModelServer:
         o = self.options
         limits = dict(max_body_bytes=o.rest_api_max_body_bytes,
                       idle_timeout_s=o.rest_api_idle_timeout_seconds)
-        if o.rest_api_front == "native" and not native_http.available():
+        if o.rest_api_front == "native":
+            if native_http.available():
+                self.rest_front = "native"
+                return native_http.NativeHttpServer(api.handle_async, self._loop.loop, **limits,
+                                                    predict_many=api.predict_many_async,
+                                                    fast_body_bytes=FAST_BODY_BYTES)
             log.warning("--rest_api_front=native: serving.server._http_front is not built; "
                         "the asyncio front end serves REST")
-        if o.rest_api_front == "native" and native_http.available():
-            self.rest_front = "native"
-            return native_http.NativeHttpServer(api.handle_async, self._loop.loop, **limits,
-                                                predict_many=api.predict_many_async,
-                                                fast_body_bytes=FAST_BODY_BYTES)
         self.rest_front = "asyncio"
         return AsyncHttpServer(api.handle_async, self._loop.loop, **limits)
 

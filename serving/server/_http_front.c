@@ -89,6 +89,7 @@ enum { REQ_HTTP, REQ_FAIL };
 
 typedef struct Request {
     struct Request *next;
+    struct Request *taken;  /* take(): every request it took, in arrival order */
     uint64_t conn;
     int type;
     char *method, *target;  /* REQ_HTTP */
@@ -982,6 +983,20 @@ fail:
     return NULL;
 }
 
+/* take() could not hand `taken` (linked by ->taken) to Python: close their connections, which
+ * would otherwise stay busy waiting for answers that never come, and free them. */
+static void abandon(Front *f, Request *taken) {
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&f->mu);
+    for (Request *r = taken; r && !f->closed; r = r->taken) {
+        Conn *c = lookup(f, r->conn);
+        if (c && c->busy)
+            conn_close(c);
+    }
+    pthread_mutex_unlock(&f->mu);
+    Py_END_ALLOW_THREADS
+}
+
 static PyObject *Front_take(Front *f, PyObject *unused) {
     uint64_t count;
     if (f->ready_fd >= 0 && read(f->ready_fd, &count, sizeof count) < 0) { /* EAGAIN: none */
@@ -994,6 +1009,9 @@ static PyObject *Front_take(Front *f, PyObject *unused) {
     f->unsignaled = 0;
     pthread_mutex_unlock(&f->mu);
     Py_END_ALLOW_THREADS
+    Request *taken = all; /* every request stays allocated, linked by ->taken, until the end */
+    for (Request *r = all; r; r = r->next)
+        r->taken = r->next;
     PyObject *items = PyList_New(0);
     /* Split the fast requests into groups (lists linked through ->next), in arrival order. */
     Request *groups[64];
@@ -1020,25 +1038,21 @@ static PyObject *Front_take(Front *f, PyObject *unused) {
             r->fast = 0; /* too many kinds at once: the general path */
         }
         PyObject *item = request_tuple(r);
-        request_free(r);
         if (item == NULL || PyList_Append(items, item) < 0)
             Py_CLEAR(items);
         Py_XDECREF(item);
     }
-    for (int g = 0; g < ngroups; g++) {
-        PyObject *item = items ? group_tuple(groups[g]) : NULL;
-        if (items && (item == NULL || PyList_Append(items, item) < 0))
+    for (int g = 0; g < ngroups && items; g++) {
+        PyObject *item = group_tuple(groups[g]);
+        if (item == NULL || PyList_Append(items, item) < 0)
             Py_CLEAR(items);
         Py_XDECREF(item);
-        for (Request *r = groups[g]; r;) {
-            Request *next = r->next;
-            request_free(r);
-            r = next;
-        }
     }
-    while (all) { /* after an error */
-        Request *r = all;
-        all = r->next;
+    if (items == NULL)
+        abandon(f, taken);
+    while (taken) {
+        Request *r = taken;
+        taken = r->taken;
         request_free(r);
     }
     return items;

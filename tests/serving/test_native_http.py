@@ -9,6 +9,7 @@ import gc
 import http.client
 import json
 import os
+import select
 import socket
 import struct
 import time
@@ -225,6 +226,48 @@ def test_front_refusals_and_closed_connections():
         (_, conn2, _, target, _), = _take(front, 1)
         assert target == "/y"
         front.respond(conn2, b"HTTP/1.1 200 OK\r\nContent-Length: ", b"ok")
+        assert read_http_response(again.makefile("rb"))[::2] == (200, b"ok")
+        again.close()
+    finally:
+        front.close()
+
+
+def test_requests_take_cannot_hand_over_are_closed_not_left_waiting():
+    """When take() fails (out of memory building its list), the connections of the requests it
+    took are closed: the clients see EOF at once, instead of a busy connection that never
+    answers, and the front goes on serving new ones."""
+    testcapi = pytest.importorskip("_testcapi")
+    front = _front()
+    try:
+        socks = [socket.create_connection(("127.0.0.1", front.port), timeout=10)
+                 for _ in range(2)]
+        socks[0].sendall(http_request("GET", "/a"))
+        socks[1].sendall(http_request("POST", "/p", b'{"instances": [[1, 2]]}'))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # both queued, and the hand-over signalled
+            time.sleep(0.05)
+            if select.select([front.fileno()], [], [], 0)[0]:
+                time.sleep(0.05)
+                break
+        take = front.take
+        testcapi.set_nomemory(0)
+        try:
+            take()
+        except MemoryError:
+            failed = True
+        else:
+            failed = False
+        finally:
+            testcapi.remove_mem_hooks()
+        assert failed, "take() did not run out of memory"
+        for sock in socks:
+            assert sock.recv(100) == b""  # closed, not waiting forever
+            sock.close()
+        again = socket.create_connection(("127.0.0.1", front.port), timeout=10)
+        again.sendall(http_request("GET", "/b"))
+        (_, conn, _, target, _), = _take(front, 1)
+        assert target == "/b"
+        front.respond(conn, b"HTTP/1.1 200 OK\r\nContent-Length: ", b"ok")
         assert read_http_response(again.makefile("rb"))[::2] == (200, b"ok")
         again.close()
     finally:

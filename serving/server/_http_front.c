@@ -128,7 +128,7 @@ typedef struct {
     int listen_fd, ep, ready_fd, wake_fd;
     int port;
     pthread_t thread;
-    int started, stopping, closed;
+    int started, stopping, closing, closed;
     pthread_mutex_t mu;
     Conn **conns;
     int nconns;
@@ -707,6 +707,7 @@ static void close_idle(Front *f, double t) {
 static void *io_main(void *arg) {
     Front *f = arg;
     struct epoll_event events[256];
+    pthread_setname_np(pthread_self(), "deepline-http"); /* as top -H and py-spy name it */
     for (;;) {
         pthread_mutex_lock(&f->mu);
         int waiting = f->unsignaled > 0, stopping = f->stopping;
@@ -775,7 +776,7 @@ static int Front_init(Front *f, PyObject *args, PyObject *kwds) {
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "sindn", kwlist, &host, &port, &max_body, &idle,
                                      &fast_body))
         return -1;
-    if (f->listen_fd >= 0 || f->closed) {
+    if (f->listen_fd >= 0 || f->closing) {
         PyErr_SetString(PyExc_RuntimeError, "Front.__init__(): already initialized");
         return -1;
     }
@@ -847,7 +848,7 @@ static void wake(Front *f) {
 }
 
 static PyObject *Front_start(Front *f, PyObject *unused) {
-    if (f->started || f->closed) {
+    if (f->started || f->closing) {
         PyErr_SetString(PyExc_RuntimeError, "Front.start(): already started or closed");
         return NULL;
     }
@@ -860,10 +861,12 @@ static PyObject *Front_start(Front *f, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
+/* Stops the thread, then frees everything under f->mu: respond() and respond_many() run without
+ * the GIL, so another thread may be answering meanwhile; under f->mu they find f->closed set. */
 static void front_close(Front *f) {
-    if (f->closed)
+    if (f->closing)
         return;
-    f->closed = 1;
+    f->closing = 1; /* (with the GIL: a second close() returns here instead of joining again) */
     if (f->started) {
         pthread_mutex_lock(&f->mu);
         f->stopping = 1;
@@ -873,6 +876,8 @@ static void front_close(Front *f) {
         pthread_join(f->thread, NULL);
         Py_END_ALLOW_THREADS
     }
+    pthread_mutex_lock(&f->mu);
+    f->closed = 1;
     for (int fd = 0; fd < f->nconns; fd++) {
         Conn *c = f->conns[fd];
         if (c) {
@@ -897,6 +902,7 @@ static void front_close(Front *f) {
         if (fds[i] >= 0)
             close(fds[i]);
     f->listen_fd = f->ep = f->ready_fd = f->wake_fd = -1;
+    pthread_mutex_unlock(&f->mu);
 }
 
 static PyObject *Front_close(Front *f, PyObject *unused) {

@@ -274,6 +274,30 @@ def test_requests_take_cannot_hand_over_are_closed_not_left_waiting():
         front.close()
 
 
+def _thread_names() -> list[str]:
+    names = []
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                names.append(f.read().strip())
+        except OSError:
+            pass  # the thread ended meanwhile
+    return names
+
+
+def test_the_io_thread_is_named_and_ends_with_close():
+    """top -H, py-spy and perf show the I/O thread as deepline-http; close() joins it, and a
+    second close() is a no-op."""
+    before = _thread_names().count("deepline-http")
+    front = _front()
+    assert _thread_names().count("deepline-http") == before + 1
+    front.close()
+    assert _thread_names().count("deepline-http") == before
+    front.close()
+    with pytest.raises(RuntimeError, match="already started or closed"):
+        front.start()
+
+
 def test_front_bad_arguments():
     from serving.server import _http_front
 

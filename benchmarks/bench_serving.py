@@ -7,8 +7,10 @@ concrete function in this process at batch 1 and batch 32, the way the server ca
 (``serving.server.flat_call.FlatCall``, prebuilt input tensors).
 
 Two servers run as separate processes (``python -m serving``), batching off and on, side by side,
-both with the default REST front end (the native one, where it is built); a third, batching on
-with ``--rest_api_front=asyncio``, runs beside them for an informational row.
+both with the default REST front end (the native one, where it is built) and TensorFlow's default
+thread pools; beside them, for informational rows, run a server with batching on and
+``--rest_api_front=asyncio`` and one with batching on and one TensorFlow thread per pool
+(``ONE_THREAD_FLAGS``).
 The load generator is ``h2load`` (nghttp2's native load generator, ``benchmarks/h2load.py``): C,
 one thread, about 10–60 µs of CPU per request, where asyncio clients in Python spend about
 0.2 ms per gRPC call on the same two cores and so measure themselves too. Closed loop: each client
@@ -39,7 +41,9 @@ Rows (ratio = candidate / baseline):
   batch 1 vs 32; the ceiling of a do-nothing
   ``grpc.aio`` Predict server and of a do-nothing REST server (this package's default REST front
   end, no JSON) at 32 clients; 32-client REST throughput (batching on) with the native front end
-  vs the asyncio one (where the native one is built); every measured throughput with p50/p99;
+  vs the asyncio one (where the native one is built); the server with ``ONE_THREAD_FLAGS``
+  against the default one (REST, batching on: 32-client throughput, also against in-process
+  batch 32; 1-client p50; CPU per image); every measured throughput with p50/p99;
   and, for gRPC and REST at 32 clients with batching on, the CPU time the server and h2load
   spend per answered image against the CPU time per image the ">= 0.5" goal leaves on this
   machine (``os.cpu_count()`` cores / (0.5 × in-process batch-32 images/s)): above 1.0, the goal
@@ -70,6 +74,11 @@ MODEL = "lenet5_bench"
 # Server-side batching for the "batching on" runs (TF Serving's BatchingParameters text proto).
 BATCHING_PARAMETERS = ("max_batch_size { value: 32 }\nbatch_timeout_micros { value: 0 }\n"
                        "max_enqueued_batches { value: 1000 }\nnum_batch_threads { value: 1 }\n")
+
+# The tuned server of the informational rows: one intra-op and one inter-op thread. On a 2-core
+# machine TensorFlow's default pools (a thread per core each) spin and hand work between threads
+# that the front end and the load generator need (serving/README.md, Performance).
+ONE_THREAD_FLAGS = ("--tensorflow_intra_op_parallelism=1", "--tensorflow_inter_op_parallelism=1")
 
 # Python work before each call of the "after other work" in-process baseline: about what a
 # 2-core machine's event loop spends writing and reading 32 REST clients' requests between two
@@ -498,12 +507,14 @@ def noop_servers():
 
 
 @contextlib.contextmanager
-def server_process(base: str, batching: bool, root: str, rest_front: str = "native"):
-    """A server on free ports; ``rest_front``: its ``--rest_api_front``."""
+def server_process(base: str, batching: bool, root: str, rest_front: str = "native",
+                   extra_flags: tuple[str, ...] = (), name: str = ""):
+    """A server on free ports; ``rest_front``: its ``--rest_api_front``; ``extra_flags``: more
+    flags; ``name``: a suffix for its log's name."""
     grpc_port, rest_port = _free_port(), _free_port()
     args = [sys.executable, "-m", "serving", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
             f"--model_name={MODEL}", f"--model_base_path={base}",
-            "--file_system_poll_wait_seconds=0", f"--rest_api_front={rest_front}"]
+            "--file_system_poll_wait_seconds=0", f"--rest_api_front={rest_front}", *extra_flags]
     if batching:
         params = os.path.join(root, "batching.config")
         with open(params, "w") as f:
@@ -511,7 +522,7 @@ def server_process(base: str, batching: bool, root: str, rest_front: str = "nati
         args += ["--enable_batching", f"--batching_parameters_file={params}"]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     log_path = os.path.join(root, f"server-batching-{'on' if batching else 'off'}-"
-                                  f"{rest_front}.log")
+                                  f"{rest_front}{name}.log")
     log = open(log_path, "wb")  # a file, not a pipe nobody reads: the server never blocks on it
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log, env=env)
     try:
@@ -593,6 +604,8 @@ def measure(quick: bool) -> dict:
         if native_http.available():
             _, asyncio_port, _ = stack.enter_context(
                 server_process(base, True, root, rest_front="asyncio"))
+        _, one_thread_port, one_thread_pid = stack.enter_context(
+            server_process(base, True, root, extra_flags=ONE_THREAD_FLAGS, name="-one-thread"))
         results["one_client"] = interleaved_one_client(model, gen, pygen, servers[False],
                                                        seconds)
         print(f"[bench_serving] 1 client, interleaved p50 ms: {results['one_client']}",
@@ -614,6 +627,9 @@ def measure(quick: bool) -> dict:
             if asyncio_port is not None:
                 lat.setdefault(("rest_asyncio", True, 32), []).extend(gen.latencies(
                     "rest", asyncio_port, 32, seconds / rounds, warmup=0.5))
+            for clients in (1, 32):
+                lat.setdefault(("rest_one_thread", True, clients), []).extend(gen.latencies(
+                    "rest", one_thread_port, clients, seconds / rounds, warmup=0.5))
             for protocol in ("grpc", "rest"):
                 lat.setdefault(("python", protocol), []).extend(pygen.latencies(
                     protocol, servers[True][protocol], 32, seconds / rounds, warmup=0.5))
@@ -633,6 +649,10 @@ def measure(quick: bool) -> dict:
                                                          pids[True], seconds)
             print(f"[bench_serving] CPU µs per image, {protocol} x 32, batching on: "
                   f"{results[('cpu', protocol)]:.0f}", flush=True)
+        results[("cpu", "rest_one_thread")] = cpu_per_request(gen, "rest", one_thread_port,
+                                                              one_thread_pid, seconds)
+        print(f"[bench_serving] CPU µs per image, REST x 32, batching on, one TensorFlow thread "
+              f"per pool: {results[('cpu', 'rest_one_thread')]:.0f}", flush=True)
         with noop_servers() as (grpc_port, rest_port):
             for protocol, port in (("grpc", grpc_port), ("rest", rest_port)):
                 results[("noop", protocol)] = gen.run(protocol, port, 32, seconds)
@@ -706,6 +726,24 @@ def rows(quick: bool) -> list[Row]:
             "I/O thread, the default) vs --rest_api_front=asyncio (the event loop)",
             "native", "asyncio", r[("rest", True, 32)]["throughput"],
             r[("rest_asyncio", True, 32)]["throughput"], "img/s", ">= 0.0"))
+    one_thread = " ".join(ONE_THREAD_FLAGS)
+    out += [
+        Row(f"serving (info): 32 clients REST (batching on), server with {one_thread}, vs "
+            "in-process batch 32", "server img/s", "in-process b32 img/s",
+            r[("rest_one_thread", True, 32)]["throughput"], b32, "img/s", ">= 0.0"),
+        Row(f"serving (info): 32 clients REST throughput (batching on), server with {one_thread}"
+            " vs TensorFlow's default thread pools", "one thread per pool", "default pools",
+            r[("rest_one_thread", True, 32)]["throughput"], r[("rest", True, 32)]["throughput"],
+            "img/s", ">= 0.0"),
+        Row(f"serving (info): 1 client REST p50 (batching on), server with {one_thread} vs "
+            "TensorFlow's default thread pools", "one thread per pool", "default pools",
+            r[("rest_one_thread", True, 1)]["p50_ms"], r[("rest", True, 1)]["p50_ms"], "ms",
+            ">= 0.0"),
+        Row(f"serving (info): CPU time per image, server + h2load, 32 clients REST (batching "
+            f"on), server with {one_thread} vs TensorFlow's default thread pools",
+            "one thread per pool", "default pools", r[("cpu", "rest_one_thread")],
+            r[("cpu", "rest")], "µs", ">= 0.0"),
+    ]
     budget = (os.cpu_count() or 1) / (0.5 * b32) * 1e6  # CPU µs per image at the >= 0.5 goal
     for protocol, label in (("grpc", "gRPC"), ("rest", "REST")):
         out.append(Row(

@@ -707,7 +707,6 @@ static void close_idle(Front *f, double t) {
 static void *io_main(void *arg) {
     Front *f = arg;
     struct epoll_event events[256];
-    pthread_setname_np(pthread_self(), "deepline-http"); /* as top -H and py-spy name it */
     for (;;) {
         pthread_mutex_lock(&f->mu);
         int waiting = f->unsignaled > 0, stopping = f->stopping;
@@ -857,6 +856,8 @@ static PyObject *Front_start(Front *f, PyObject *unused) {
         errno = rc;
         return PyErr_SetFromErrno(PyExc_OSError);
     }
+    pthread_setname_np(f->thread, "deepline-http"); /* as top -H and perf name it; set here, so
+                                                      * it is set once start() returns */
     f->started = 1;
     Py_RETURN_NONE;
 }

@@ -174,6 +174,16 @@ def _take(front, want: int, timeout: float = 10.0) -> list:
     return items
 
 
+def _assert_serves_a_new_connection(front, target: str) -> None:
+    again = socket.create_connection(("127.0.0.1", front.port), timeout=10)
+    again.sendall(http_request("GET", target))
+    (_, conn, _, got, _), = _take(front, 1)
+    assert got == target
+    front.respond(conn, b"HTTP/1.1 200 OK\r\nContent-Length: ", b"ok")
+    assert read_http_response(again.makefile("rb"))[::2] == (200, b"ok")
+    again.close()
+
+
 def test_front_hands_over_requests_and_writes_answers():
     front = _front()
     try:
@@ -221,13 +231,7 @@ def test_front_refusals_and_closed_connections():
         gone.close()  # reset: the connection is gone before its answer
         time.sleep(0.2)
         front.respond(conn, b"HTTP/1.1 200 OK\r\nContent-Length: ", b"late")  # a no-op
-        again = socket.create_connection(("127.0.0.1", front.port), timeout=10)
-        again.sendall(http_request("GET", "/y"))
-        (_, conn2, _, target, _), = _take(front, 1)
-        assert target == "/y"
-        front.respond(conn2, b"HTTP/1.1 200 OK\r\nContent-Length: ", b"ok")
-        assert read_http_response(again.makefile("rb"))[::2] == (200, b"ok")
-        again.close()
+        _assert_serves_a_new_connection(front, "/y")
     finally:
         front.close()
 
@@ -263,13 +267,7 @@ def test_requests_take_cannot_hand_over_are_closed_not_left_waiting():
         for sock in socks:
             assert sock.recv(100) == b""  # closed, not waiting forever
             sock.close()
-        again = socket.create_connection(("127.0.0.1", front.port), timeout=10)
-        again.sendall(http_request("GET", "/b"))
-        (_, conn, _, target, _), = _take(front, 1)
-        assert target == "/b"
-        front.respond(conn, b"HTTP/1.1 200 OK\r\nContent-Length: ", b"ok")
-        assert read_http_response(again.makefile("rb"))[::2] == (200, b"ok")
-        again.close()
+        _assert_serves_a_new_connection(front, "/b")
     finally:
         front.close()
 

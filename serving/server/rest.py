@@ -194,14 +194,14 @@ class RestApi:
                                              values)
             except Exception:  # noqa: BLE001 - the general path names the error per request
                 merged = None
+        answers: list = [None] * len(rows)
         if merged is None:
-            return list(await asyncio.gather(*(self.handle_async("POST", target, body)
-                                               for body in bodies)))
+            await self._one_by_one(target, bodies, answers, 0, len(rows))
+            return answers
         servable, name, alias, arr = merged
         offsets = [0]
         for n in rows:
             offsets.append(offsets[-1] + n)
-        answers: list = [None] * len(rows)
         await asyncio.gather(*(self._predict_chunk(route[0], servable, name, alias, arr, offsets,
                                                    first, last, target, bodies, answers)
                                for first, last in self._chunks(rows)))

@@ -14,6 +14,10 @@ versions, then:
 Requests see an immutable snapshot (``{version: Servable}``) swapped atomically, so no request
 fails during a swap; requests already running on an unloaded version finish on it.
 
+After every poll round or configuration change that loaded or unloaded a version, the manager
+lets its ``heap`` (``serving.server.heap``) freeze the objects then alive out of the garbage
+collector's way; unloaded servables are retired to it first, so they can still be collected.
+
 Version labels (``version_labels`` in the model config) map names to versions; a label may point
 only at an AVAILABLE version unless ``allow_version_labels_for_unavailable_models``.
 """
@@ -29,6 +33,7 @@ from collections.abc import Callable
 
 from serving.server.config import ModelConfig
 from serving.server.errors import Code, ServingError, failed_precondition, not_found
+from serving.server.heap import FrozenHeap
 from serving.server.servable import Servable
 
 log = logging.getLogger("serving.server")
@@ -70,11 +75,13 @@ class ModelManager:
 
     def __init__(self, *, warmup: Callable[[Servable], None] | None = None,
                  on_unload: Callable[[Servable], None] | None = None,
+                 heap: FrozenHeap | None = None,
                  allow_labels_for_unavailable: bool = False,
                  max_load_retries: int = 5, load_retry_interval_s: float = 60.0):
         self._models: dict[str, ManagedModel] = {}
         self._warmup = warmup
         self._on_unload = on_unload
+        self._heap = heap
         self._allow_unavailable_labels = allow_labels_for_unavailable
         self._max_retries = max_load_retries
         self._retry_interval = load_retry_interval_s
@@ -91,45 +98,62 @@ class ModelManager:
         the models are still updated but the previous labels stay.
         """
         with self._lock:
-            new = dict(self._models)
-            wanted = {m.name for m in models}
-            for name in list(new):
-                if name not in wanted:
-                    self._unload_all(new.pop(name))
-            for cfg in models:
-                mm = new.get(cfg.name)
-                if mm is None:
-                    mm = ManagedModel(cfg)
-                    new[cfg.name] = mm
-                else:
-                    mm.config = cfg
-            self._models = new
-            for cfg in models:
-                self._poll_model(self._models[cfg.name])
-            errors = []
-            for cfg in models:
-                mm = self._models[cfg.name]
-                labels = dict(cfg.labels)
-                bad = [(k, v) for k, v in labels.items()
-                       if v not in mm.available and not self._allow_unavailable_labels]
-                if bad:
-                    k, v = bad[0]
-                    errors.append(
-                        f"Request to assign label to version {v} of model {cfg.name}, which is "
-                        f"not currently available for inference (label '{k}')")
-                else:
-                    mm.labels = labels
-            if errors:
-                raise failed_precondition("; ".join(errors))
+            try:
+                self._apply_config(models)
+            finally:
+                self._settle()
+
+    def _apply_config(self, models: list[ModelConfig]) -> None:
+        new = dict(self._models)
+        wanted = {m.name for m in models}
+        for name in list(new):
+            if name not in wanted:
+                self._unload_all(new.pop(name))
+        for cfg in models:
+            mm = new.get(cfg.name)
+            if mm is None:
+                mm = ManagedModel(cfg)
+                new[cfg.name] = mm
+            else:
+                mm.config = cfg
+        self._models = new
+        for cfg in models:
+            self._poll_model(self._models[cfg.name])
+        errors = []
+        for cfg in models:
+            mm = self._models[cfg.name]
+            labels = dict(cfg.labels)
+            bad = [(k, v) for k, v in labels.items()
+                   if v not in mm.available and not self._allow_unavailable_labels]
+            if bad:
+                k, v = bad[0]
+                errors.append(
+                    f"Request to assign label to version {v} of model {cfg.name}, which is "
+                    f"not currently available for inference (label '{k}')")
+            else:
+                mm.labels = labels
+        if errors:
+            raise failed_precondition("; ".join(errors))
 
     def model_names(self) -> list[str]:
         return sorted(self._models)
 
+    def servables(self) -> list[Servable]:
+        """Every loaded version of every model."""
+        return [s for mm in self._models.values() for s in mm.available.values()]
+
     # -- polling ---------------------------------------------------------------------------------
     def poll_once(self) -> None:
         with self._lock:
-            for mm in list(self._models.values()):
-                self._poll_model(mm)
+            try:
+                for mm in list(self._models.values()):
+                    self._poll_model(mm)
+            finally:
+                self._settle()
+
+    def _settle(self) -> None:
+        if self._heap is not None:
+            self._heap.settle()
 
     def start_polling(self, interval_s: float) -> None:
         if interval_s <= 0 or self._thread is not None:
@@ -203,6 +227,8 @@ class ModelManager:
         self._publish(mm, available)
         st.state, st.attempts = "AVAILABLE", 0
         self.load_count += 1
+        if self._heap is not None:
+            self._heap.changed()
         log.info("model %s version %d is AVAILABLE", mm.config.name, version)
 
     def _unload(self, mm: ManagedModel, version: int) -> None:
@@ -213,6 +239,8 @@ class ModelManager:
         self._publish(mm, available)
         if servable is not None and self._on_unload is not None:
             self._on_unload(servable)
+        if servable is not None and self._heap is not None:
+            self._heap.retire(servable)
         st.state, st.error = "END", None
         log.info("model %s version %d unloaded", mm.config.name, version)
 

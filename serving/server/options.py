@@ -51,6 +51,7 @@ class ServerOptions:
     grpc_max_message_bytes: int = 256 * 1024 * 1024
     rest_api_idle_timeout_seconds: float = 30.0
     rest_api_front: str = "native"
+    python_gc_freeze: bool = True
 
     def validate(self) -> ServerOptions:
         for name in ("port", "rest_api_port"):
@@ -127,6 +128,11 @@ _HELP = {
     "rest_api_front": "deepline extension: who serves REST connections: native (a C I/O "
                       "thread, the default where it is built; else asyncio) or asyncio (the "
                       "event loop).",
+    "python_gc_freeze": "deepline extension: after model loads and unloads, move the objects "
+                        "then alive out of Python's cyclic garbage collector (gc.freeze), so its "
+                        "full collections skip them (with TensorFlow loaded, about 200 ms each, "
+                        "every request waiting); --nopython_gc_freeze leaves the collector as "
+                        "it is.",
 }
 
 

@@ -20,7 +20,8 @@ with batching on, the batch scheduler's threads run the model and resolve the wa
 After ``start``,
 a polling thread then watches base paths for new versions every
 ``--file_system_poll_wait_seconds`` and, with ``--model_config_file_poll_wait_seconds``, the
-config file for changes.
+config file for changes. After every load and unload the manager freezes the objects then alive
+out of the garbage collector's way (:mod:`~serving.server.heap`, ``--python_gc_freeze``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from serving.server.aio_http import AsyncHttpServer, EventLoopThread
 from serving.server.batching import BatchScheduler
 from serving.server.core import ServingCore
 from serving.server.grpc_service import start_grpc_server
+from serving.server.heap import HEAP
 from serving.server.manager import ModelManager
 from serving.server.metrics import Metrics
 from serving.server.options import ServerOptions
@@ -55,6 +57,7 @@ class ModelServer:
         self.manager = ModelManager(
             warmup=ServingCore.warmup if options.enable_model_warmup else None,
             on_unload=self.batcher.drop if self.batcher else None,
+            heap=HEAP if options.python_gc_freeze else None,
             allow_labels_for_unavailable=options.allow_version_labels_for_unavailable_models,
             max_load_retries=options.max_num_load_retries,
             load_retry_interval_s=options.load_retry_interval_micros / 1e6)
@@ -173,6 +176,9 @@ class ModelServer:
             self.batcher.stop()
         if self._config_thread is not None:
             self._config_thread.join(timeout=5)
+        if self.options.python_gc_freeze:
+            for servable in self.manager.servables():
+                HEAP.retire(servable)  # collectable again once this server is dropped
 
     def __enter__(self) -> ModelServer:
         return self.start()

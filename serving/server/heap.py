@@ -10,7 +10,7 @@ generation a full collection runs. At 32 gRPC clients that was 4 full collection
 
 :meth:`FrozenHeap.settle`, called after model loads and unloads, collects and then freezes what
 survived: frozen objects sit in a permanent generation that collections skip, so the full
-collections that still come visit only the objects created since (about 1 ms each). The same
+collections that still come visit only the objects created since (under 1 ms each). The same
 load with the models frozen: 16 full collections in 30 s, p99 20.1 ms, slowest 82 ms.
 
 Frozen objects are never collected, so an unloaded version's reference cycles would leak if

@@ -62,7 +62,7 @@ class FrozenHeap:
         """``servable`` was unloaded (or its server stopped): unfreeze everything, so that the
         collector can free it once its last request is done."""
         refs = [weakref.ref(servable)]
-        refs += [weakref.ref(s) for s in getattr(servable, "signatures", {}).values()]
+        refs += [weakref.ref(s) for s in servable.signatures.values()]
         with self._lock:
             gc.unfreeze()
             self._retired.extend(refs)

@@ -170,10 +170,16 @@ class ModelManager:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop polling; hand every loaded version back to the heap (collectable again once the
+        manager is dropped)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+        if self._heap is not None:
+            with self._lock:
+                for servable in self.servables():
+                    self._heap.retire(servable)
 
     def _poll_model(self, mm: ManagedModel) -> None:
         on_disk = list_versions(mm.config.base_path)

@@ -176,9 +176,6 @@ class ModelServer:
             self.batcher.stop()
         if self._config_thread is not None:
             self._config_thread.join(timeout=5)
-        if self.options.python_gc_freeze:
-            for servable in self.manager.servables():
-                HEAP.retire(servable)  # collectable again once this server is dropped
 
     def __enter__(self) -> ModelServer:
         return self.start()

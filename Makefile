@@ -10,6 +10,8 @@ TUNER ?= hyperband
 MAX_TRIALS ?= 10
 MODEL_NAME ?= lenet5
 MODEL_BASE_PATH ?= $(CURDIR)/models/$(MODEL_NAME)
+GRPC_PORT ?= 8500
+REST_PORT ?= 8501
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export KERAS_BACKEND ?= tensorflow
@@ -37,8 +39,11 @@ train: $(STAMP)
 tune: $(STAMP)
 	$(VENV)/bin/deepline-tune $(PIPELINE) --tuner $(TUNER) --max-trials $(MAX_TRIALS) $(ARGS)
 
+# gRPC on GRPC_PORT and REST on REST_PORT (0 turns REST off); flags in ARGS come last and win.
+# With --model_config_file in ARGS the config names the models, so no --model_base_path is passed.
 serve: $(STAMP)
-	$(PY) -m serving.launch --model_name=$(MODEL_NAME) --model_base_path=$(MODEL_BASE_PATH) $(ARGS)
+	$(PY) -m serving.launch --port=$(GRPC_PORT) --rest_api_port=$(REST_PORT) \
+	  $(if $(findstring model_config_file,$(ARGS)),,--model_name=$(MODEL_NAME) --model_base_path=$(MODEL_BASE_PATH)) $(ARGS)
 
 query: $(STAMP)
 	$(VENV)/bin/deepline-query $(ARGS)

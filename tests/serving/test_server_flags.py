@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 import stat
 import subprocess
 import sys
@@ -110,3 +112,35 @@ def test_options_dataclass_is_complete():
     assert isinstance(o.rest_api_max_body_bytes, int) and o.rest_api_max_body_bytes > 0
     assert o.grpc_threads == o.rest_threads == max(8, 4 * (os.cpu_count() or 1))
     assert ServerOptions(grpc_max_threads=3, rest_api_num_threads=5).rest_threads == 5
+
+
+def _make_serve_flags(*make_args: str) -> list[str]:
+    """The flags `make serve` passes to serving.launch (from `make -n`, nothing started)."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    proc = subprocess.run(["make", "-n", "-s", "serve", *make_args], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=60, check=True)
+    script = proc.stdout.replace("\\\n", " ")
+    line = next(ln for ln in script.splitlines() if "serving.launch" in ln)
+    words = shlex.split(line)
+    return words[words.index("serving.launch") + 1:]
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_serve_serves_grpc_on_8500_and_rest_on_8501():
+    o = parse_flags(_make_serve_flags())
+    assert (o.port, o.rest_api_port, o.model_name) == (8500, 8501, "lenet5")
+    assert o.model_base_path.endswith(os.path.join("models", "lenet5"))
+    o = parse_flags(_make_serve_flags("GRPC_PORT=9000", "REST_PORT=0", "MODEL_NAME=mnist"))
+    assert (o.port, o.rest_api_port, o.model_name) == (9000, 0, "mnist")
+    assert o.model_base_path.endswith(os.path.join("models", "mnist"))
+    # flags in ARGS come last, so they win, as with tensorflow_model_server
+    o = parse_flags(_make_serve_flags("ARGS=--rest_api_port=9001 --enable_batching"))
+    assert (o.rest_api_port, o.enable_batching) == (9001, True)
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_serve_with_a_model_config_file_passes_no_base_path():
+    o = parse_flags(_make_serve_flags("ARGS=--model_config_file=/m/models.config"))
+    assert (o.model_config_file, o.model_base_path) == ("/m/models.config", "")
+    assert o.rest_api_port == 8501

@@ -153,6 +153,11 @@ class TrainConfig:
         return self.model_name or self.pipeline
 
     @property
+    def resolved_dataset(self) -> str:
+        """The dataset a run uses: ``dataset``, or the pipeline's default where that is empty."""
+        return self.dataset
+
+    @property
     def use_mixed_precision(self) -> bool:
         """``mixed_precision`` resolved: ``auto`` is on exactly when TensorFlow sees a GPU."""
         if self.mixed_precision == "auto":

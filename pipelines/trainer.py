@@ -281,7 +281,7 @@ def _write_metrics(run_dir, spec, config, state, metrics, test_logs, steps_per_e
     write_json_atomic(run_dir.metrics_json, {
         "pipeline": spec.name,
         "run": config.run,
-        "dataset": config.dataset,
+        "dataset": config.resolved_dataset,
         "metrics": metrics,
         "test": test_logs,
         "monitor": spec.monitor,

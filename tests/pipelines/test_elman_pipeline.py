@@ -138,12 +138,26 @@ def test_exported_char_model_takes_raw_text(char_run):
     np.testing.assert_allclose(result["scores"].numpy()[0], probs[0], atol=1e-6)
 
 
+def test_default_task_needs_no_files():
+    # `make train PIPELINE=elman` on a fresh, offline machine: the default task is generated
+    config = elman.ElmanConfig()
+    assert (config.task, config.text_file, config.resolved_dataset) == (
+        "word_boundary", None, "word_boundary")
+    splits = elman.make_datasets(elman.ElmanConfig(num_sequences=(4, 2, 2)))
+    features, targets = next(iter(splits.train))  # a batch of the 4 windows of letter ids
+    ids = features["ids"].numpy()
+    assert ids.shape == targets.shape == (4, config.resolved_seq_length)
+    np.testing.assert_array_equal(ids[:, 1:], targets.numpy()[:, :-1])  # next-letter targets
+
+
 def test_word_boundary_error_peaks_at_onsets(tmp_path):
-    config = _config(task="word_boundary", num_sequences=(160, 16, 16), run="wb", seed=1)
+    config = _config(num_sequences=(160, 16, 16), run="wb", seed=1)  # word_boundary: the default
     result = elman.train(config, tmp_path)
     plot = result.run_dir / "plots" / "word_boundary_error.png"
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    extra = json.loads((result.run_dir / "metrics.json").read_text())["evaluation"]
+    payload = json.loads((result.run_dir / "metrics.json").read_text())
+    assert payload["dataset"] == "word_boundary"  # the resolved name, not the empty default
+    extra = payload["evaluation"]
     # After brief training the letters inside a word are predictable, the next word is not.
     assert extra["onset_error_bits"] > extra["mid_word_error_bits"] + 0.5
 

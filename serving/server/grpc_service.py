@@ -12,14 +12,18 @@ import time
 from collections.abc import Callable
 
 import grpc
+from google.protobuf import message_factory
+from google.protobuf.message import DecodeError
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
     inference_pb2,
     model_management_pb2,
+    model_service_pb2,
     model_service_pb2_grpc,
     predict_pb2,
+    prediction_service_pb2,
     prediction_service_pb2_grpc,
     regression_pb2,
 )
@@ -212,6 +216,38 @@ class ModelServicer(_Base, model_service_pb2_grpc.ModelServiceServicer):
         return resp
 
 
+def service_handler(service, servicer) -> grpc.GenericRpcHandler:
+    """The handler of every unary method of ``service`` (a ServiceDescriptor) on ``servicer``.
+
+    What the generated ``add_*Servicer_to_server`` registers, except that each method receives
+    the request's bytes and parses them itself: a request that is not a valid protobuf message
+    ends with ``INTERNAL``, as in TF Serving (gRPC C++ answers a request it cannot parse so),
+    instead of ``grpcio``'s ``UNKNOWN`` "Unexpected <class 'DecodeError'>".
+    """
+    handlers = {}
+    for method in service.methods:
+        request_class = message_factory.GetMessageClass(method.input_type)
+        response_class = message_factory.GetMessageClass(method.output_type)
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            _parsing(getattr(servicer, method.name), request_class),
+            request_deserializer=None,
+            response_serializer=response_class.SerializeToString)
+    return grpc.method_handlers_generic_handler(service.full_name, handlers)
+
+
+def _parsing(method, request_class):
+    parse = request_class.FromString
+
+    async def handle(raw: bytes, context):
+        try:
+            request = parse(raw)
+        except DecodeError as exc:
+            await context.abort(grpc.StatusCode.INTERNAL, str(exc))
+        return await method(request, context)
+
+    return handle
+
+
 async def start_grpc_server(core: ServingCore, reload_config, executor, *, address: str,
                             port: int, max_message_bytes: int,
                             max_concurrent_rpcs: int) -> tuple[grpc.aio.Server, int]:
@@ -222,10 +258,12 @@ async def start_grpc_server(core: ServingCore, reload_config, executor, *, addre
         ("grpc.so_reuseport", 0),
     ]
     server = grpc.aio.server(options=options, maximum_concurrent_rpcs=max_concurrent_rpcs)
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionServicer(core, executor), server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-        ModelServicer(core, reload_config, executor), server)
+    server.add_generic_rpc_handlers((
+        service_handler(prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"],
+                        PredictionServicer(core, executor)),
+        service_handler(model_service_pb2.DESCRIPTOR.services_by_name["ModelService"],
+                        ModelServicer(core, reload_config, executor)),
+    ))
     host = f"[{address}]" if ":" in address else address
     try:
         bound = server.add_insecure_port(f"{host}:{port}")

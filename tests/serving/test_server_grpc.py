@@ -137,6 +137,25 @@ def test_malformed_tensor_proto_is_invalid_argument(grpc_stubs):
     assert "tensor parsing error: x" in details
 
 
+@pytest.mark.parametrize("method", [
+    "/tensorflow.serving.PredictionService/Predict",
+    "/tensorflow.serving.PredictionService/Classify",
+    "/tensorflow.serving.PredictionService/GetModelMetadata",
+    "/tensorflow.serving.ModelService/GetModelStatus",
+])
+def test_unparseable_request_message_is_internal(main_server, grpc_stubs, method):
+    # gRPC C++ (so TF Serving) answers a request it cannot parse with INTERNAL; grpcio's
+    # default would be UNKNOWN "Unexpected <class 'DecodeError'>"
+    with grpc.insecure_channel(f"127.0.0.1:{main_server.grpc_port}") as channel:
+        call = channel.unary_unary(method)  # raw bytes in and out
+        code, details = _error(lambda: call(b"\xff\xff\xff\xff", timeout=30))
+    assert code == grpc.StatusCode.INTERNAL
+    assert "Error parsing message with type 'tensorflow.serving." in details
+    pred, _ = grpc_stubs  # the server goes on serving
+    out = _predict(pred, {"x": np.ones((1, 3), np.float32)})
+    assert out.model_spec.name == "toy"
+
+
 def _examples(req, rows, key="x"):
     for r in rows:
         ex = req.input.example_list.examples.add()

@@ -28,6 +28,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import pathlib
 import types
@@ -397,6 +398,23 @@ def config_to_dict(config: TrainConfig) -> dict[str, Any]:
         v = getattr(config, f.name)
         out[f.name] = list(v) if isinstance(v, tuple) else v
     return out
+
+
+#: Config keys that do not change what a run computes: a resumed run or search may change them.
+RESULT_NEUTRAL_KEYS = frozenset({
+    "verbose", "export", "export_dir", "model_name", "test", "data_dir",
+    "checkpoint_every_steps", "keep_checkpoints",
+})
+
+
+def config_changes(saved: dict[str, Any], new: dict[str, Any], *,
+                   allowed: frozenset[str] | set[str] = frozenset()) -> list[str]:
+    """``"key: old → new"`` for every key of both plain config dicts whose values differ,
+    except :data:`RESULT_NEUTRAL_KEYS` and ``allowed`` (values compared as JSON: tuple = list)."""
+    saved, new = json.loads(json.dumps(saved)), json.loads(json.dumps(new))
+    return [f"{key}: {saved[key]!r} → {new[key]!r}"
+            for key in sorted(saved.keys() & new.keys())
+            if key not in RESULT_NEUTRAL_KEYS and key not in allowed and saved[key] != new[key]]
 
 
 def save_config(config: TrainConfig, path: str | os.PathLike) -> pathlib.Path:

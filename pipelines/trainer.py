@@ -31,7 +31,14 @@ import keras
 import tensorflow as tf
 
 from pipelines.checkpoints import TrainState
-from pipelines.config import TrainConfig, save_config
+from pipelines.config import (
+    ConfigError,
+    TrainConfig,
+    config_changes,
+    config_to_dict,
+    load_yaml,
+    save_config,
+)
 from pipelines.distributed_loop import DistributedLoop
 from pipelines.optimizers import build_optimizer
 from pipelines.plots import plot_history
@@ -155,8 +162,26 @@ def train(config: TrainConfig, workdir: str | os.PathLike = ".", *, hp=None,
         run_dir.cleanup()
 
 
+def check_resumable(run_dir: RunDir, config: TrainConfig) -> None:
+    """A run that has checkpoints resumes only with the config it was trained with; ``epochs``
+    (train further) and the result-neutral keys (``verbose``, export and checkpoint settings, ...)
+    may change. Otherwise ConfigError names the changed keys, before ``config.yaml`` or any
+    checkpoint is touched."""
+    if not run_dir.config_yaml.exists() or tf.train.latest_checkpoint(
+            str(run_dir.checkpoints)) is None:
+        return
+    changes = config_changes(load_yaml(run_dir.config_yaml), config_to_dict(config),
+                             allowed={"epochs"})
+    if changes:
+        raise ConfigError(
+            f"run {run_dir.root} was trained with another config ({'; '.join(changes)}): rerun "
+            "with its values to resume it, or start a new run with --run NAME"
+        )
+
+
 def _train(spec, config, workdir, run_dir, strategy, chief, hp, extra_callbacks) -> TrainResult:
     started = time.perf_counter()
+    check_resumable(run_dir, config)
     if chief:
         save_config(config, run_dir.config_yaml)
     keras.utils.set_random_seed(config.seed)

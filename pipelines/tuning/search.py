@@ -36,7 +36,7 @@ from typing import Any
 import keras
 import keras_tuner as kt
 
-from pipelines.config import ConfigError, TrainConfig, config_to_dict
+from pipelines.config import ConfigError, TrainConfig, config_changes, config_to_dict
 from pipelines.rundir import write_json_atomic
 from pipelines.spec import PipelineSpec
 from pipelines.tuning import distributed, results, state
@@ -144,13 +144,6 @@ def _settings(spec, config, tuner_name, objective, fixed, factor) -> dict[str, A
     }
 
 
-#: Config keys that do not change what a trial computes: a resumed search may change them.
-_RESULT_NEUTRAL_KEYS = frozenset({
-    "verbose", "export", "export_dir", "model_name", "test", "data_dir",
-    "checkpoint_every_steps", "keep_checkpoints",
-})
-
-
 def _check_settings(tune_dir: pathlib.Path, settings: dict[str, Any]) -> None:
     path = tune_dir / "tune.json"
     try:
@@ -161,13 +154,8 @@ def _check_settings(tune_dir: pathlib.Path, settings: dict[str, Any]) -> None:
     for key in ("pipeline", "tuner", "hyperband_factor", "objective", "direction", "fixed"):
         if previous.get(key) != json.loads(json.dumps(settings[key])):
             diffs.append(f"{key}: {previous.get(key)!r} → {settings[key]!r}")
-    old_cfg = previous.get("config", {})
-    new_cfg = json.loads(json.dumps(settings["config"]))
-    for key in sorted(set(old_cfg) | set(new_cfg)):
-        if key in _RESULT_NEUTRAL_KEYS:
-            continue
-        if old_cfg.get(key) != new_cfg.get(key):
-            diffs.append(f"config {key}: {old_cfg.get(key)!r} → {new_cfg.get(key)!r}")
+    diffs += [f"config {change}"
+              for change in config_changes(previous.get("config", {}), settings["config"])]
     if diffs:
         raise ConfigError(
             f"{tune_dir} holds a search with other settings ({'; '.join(diffs)}); rerun the "

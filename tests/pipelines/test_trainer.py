@@ -123,6 +123,40 @@ def test_rerun_finished_run_and_new_run_never_overwrite(finished, mnist5k_dir): 
     assert sorted(os.listdir(workdir / "models" / "lenet5")) == ["1", "2"]
 
 
+def test_resume_refuses_another_config_but_trains_further_epochs(tmp_path, mnist5k_dir,  # noqa: F811
+                                                                  capsys):
+    from pipelines.cli import main
+    from pipelines.config import ConfigError
+
+    first = train(tiny_config(mnist5k_dir, run="r", epochs=1, export=False), tmp_path)
+    run = tmp_path / "runs" / "lenet5" / "r"
+    saved = (run / "config.yaml").read_bytes()
+    checkpoint = tf.train.latest_checkpoint(str(run / "checkpoints"))
+    changed = tiny_config(mnist5k_dir, run="r", epochs=1, export=False, dense_units=(64, 32),
+                          learning_rate=1e-3)
+    with pytest.raises(ConfigError, match=r"run .*r was trained with another config "
+                                          r"\(dense_units: \[120, 84\] → \[64, 32\]; "
+                                          r"learning_rate: 0.003 → 0.001\)"):
+        train(changed, tmp_path)
+    # nothing of the run was touched: not its config, not its checkpoints
+    assert (run / "config.yaml").read_bytes() == saved
+    assert tf.train.latest_checkpoint(str(run / "checkpoints")) == checkpoint
+    with pytest.raises(SystemExit) as exit_info:  # the command line: exit 2, one line
+        main(["lenet5", "--workdir", str(tmp_path), "--run", "r", "--set", "dropout=0.5",
+              "--set", f"data_dir={mnist5k_dir}", "--set", "max_train_examples=96",
+              "--set", "batch_size=32", "--set", "validation_steps=2", "--set", "augment=false",
+              "--set", "lr_schedule=constant", "--set", "learning_rate=0.003",
+              "--set", "checkpoint_every_steps=2", "--set", "epochs=1", "--set", "verbose=0",
+              "--set", "export=false"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "was trained with another config (dropout: 0.0 → 0.5)" in err
+    # more epochs and result-neutral keys may change: it resumes and trains the extra epoch
+    further = train(tiny_config(mnist5k_dir, run="r", epochs=2, export=False, verbose=2,
+                                keep_checkpoints=3), tmp_path)
+    assert (first.global_step, further.resumed_from_step, further.global_step) == (3, 3, 6)
+
+
 def test_stop_training_and_steps_cap(tmp_path, mnist5k_dir):  # noqa: F811
     class StopAfterFirstEpoch(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):

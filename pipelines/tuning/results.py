@@ -2,7 +2,9 @@
 
 ``best.yaml`` is a COMPLETE pipeline config (every key, as ``config.yaml`` of a run) holding the
 best trial's values — Hyperband's best trial contributes the epochs it was trained for — with
-``run: tune-<run>-best``, ``export: true`` and ``test: true``, so::
+``run: tune-<run>-best-<trial id>`` (each winner trains in its own run, so retraining the best
+config after a longer search never resumes an earlier winner's run), ``export: true`` and
+``test: true``, so::
 
     deepline-train lenet5 --config runs/lenet5/tune-<run>/best.yaml
 

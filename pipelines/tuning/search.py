@@ -277,7 +277,9 @@ def run_search(spec: PipelineSpec, config: TrainConfig, *, tuner: str = "random"
     rows = results.trial_rows(oracle, tune_dir)
     table = results.format_table(rows, obj.name)
     best = results.best_trial(oracle)
-    best_cfg = results.best_config(hypermodel, best, f"tune-{config.run}-best") if best else None
+    # the run is named after the trial: a later, better trial is retrained in a run of its own
+    best_cfg = (results.best_config(hypermodel, best, f"tune-{config.run}-best-{best.trial_id}")
+                if best else None)
     paths = results.write_results(tune_dir, rows, objective=obj.name, direction=obj.direction,
                                   best=best_cfg, best_trial_id=best.trial_id if best else None)
     return SearchResult(tune_dir, role, obj.name, obj.direction, rows, table,

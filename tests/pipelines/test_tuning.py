@@ -229,10 +229,10 @@ def test_random_search_end_to_end_with_retrain(data_dir, tmp_path, capsys):
     assert (cfg.pooling, cfg.batch_size, cfg.epochs) == (hp["pooling"], 32, 1)
     assert cfg.learning_rate == pytest.approx(hp["learning_rate"])
     assert cfg.conv_filters == (max(1, round(6 * hp["width"])), max(1, round(16 * hp["width"])))
-    assert (cfg.run, cfg.export, cfg.test, cfg.max_train_examples) == ("tune-e2e-best", True,
-                                                                       True, 64)
+    assert (cfg.run, cfg.export, cfg.test, cfg.max_train_examples) == (
+        f"tune-e2e-best-{best['trial_id']}", True, True, 64)
     # --retrain-best trained that config with the normal trainer and exported it.
-    best_run = tmp_path / "runs" / "lenet5" / "tune-e2e-best"
+    best_run = tmp_path / "runs" / "lenet5" / f"tune-e2e-best-{best['trial_id']}"
     assert yaml.safe_load((best_run / "config.yaml").read_text()) == yaml.safe_load(
         (tune_dir / "best.yaml").read_text())
     exported = json.loads((best_run / "metrics.json").read_text())["export_path"]

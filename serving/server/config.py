@@ -125,13 +125,30 @@ def validate_model_name(name: str) -> str:
     return name
 
 
+def _platform(cfg) -> str:
+    """The model's platform, by TF Serving's rules (``GetPlatform``): ``model_platform``, or the
+    deprecated ``model_type`` (TENSORFLOW = 1), never both, never neither."""
+    if cfg.model_type:
+        if cfg.model_platform:
+            raise ConfigError("Illegal setting both ModelServerConfig::model_type (deprecated) "
+                              "and ModelServerConfig::model_platform.")
+        if cfg.model_type != 1:
+            raise ConfigError(f"ModelServerConfig::model_type choice {cfg.model_type} not "
+                              "supported.")
+        return "tensorflow"
+    if not cfg.model_platform:
+        raise ConfigError("Illegal setting neither ModelServerConfig::model_type (deprecated) "
+                          "nor ModelServerConfig::model_platform.")
+    return cfg.model_platform
+
+
 def _model_from_proto(cfg, config_dir: str) -> ModelConfig:
     name = validate_model_name(cfg.name)
     if not cfg.base_path:
         raise ConfigError(f"model {name!r}: base_path is empty")
-    if cfg.model_platform not in ("", "tensorflow"):
-        raise ConfigError(f"model {name!r}: model_platform {cfg.model_platform!r} is not "
-                          "supported (only 'tensorflow')")
+    platform = _platform(cfg)
+    if platform != "tensorflow":
+        raise ConfigError(f"Model {name} requests unsupported platform {platform}")
     base = cfg.base_path
     if not os.path.isabs(base):
         base = os.path.join(config_dir, base)
@@ -154,17 +171,26 @@ def _model_from_proto(cfg, config_dir: str) -> ModelConfig:
     return ModelConfig(name=name, base_path=os.path.abspath(base), policy=policy, labels=labels)
 
 
-def models_from_server_config(config, config_dir: str = ".") -> list[ModelConfig]:
-    """``ModelServerConfig`` proto → list of ModelConfig (duplicates and bad values rejected)."""
+def models_from_server_config(config, config_dir: str | None = None) -> list[ModelConfig]:
+    """``ModelServerConfig`` proto → list of ModelConfig (duplicates and bad values rejected with
+    TF Serving's messages). ``config_dir``: the config file's directory, against which relative
+    base paths resolve (a deepline extension); ``None`` (a HandleReloadConfigRequest): every base
+    path must be absolute, as TF Serving requires."""
     which = config.WhichOneof("config")
     if which == "custom_model_config":
         raise ConfigError("custom_model_config is not supported; use model_config_list")
-    models = [_model_from_proto(c, config_dir) for c in config.model_config_list.config]
-    names = [m.name for m in models]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ConfigError(f"model name(s) configured more than once: {', '.join(dupes)}")
-    return models
+    entries = config.model_config_list.config
+    seen = set()
+    for c in entries:
+        if c.name in seen:
+            raise ConfigError(f"Illegal to list model {c.name} multiple times in config list")
+        seen.add(c.name)
+    if config_dir is None:
+        for c in entries:
+            if c.base_path and not os.path.isabs(c.base_path):
+                raise ConfigError(f"Expected model {c.name} to have an absolute path or URI; "
+                                  f"got base_path()={c.base_path}")
+    return [_model_from_proto(c, config_dir or ".") for c in entries]
 
 
 def read_model_config_file(path: str) -> list[ModelConfig]:

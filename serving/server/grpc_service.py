@@ -20,6 +20,7 @@ from tensorflow_serving.apis import (
     get_model_status_pb2,
     inference_pb2,
     model_management_pb2,
+    model_pb2,
     model_service_pb2,
     model_service_pb2_grpc,
     predict_pb2,
@@ -53,11 +54,16 @@ def model_status_response(states) -> get_model_status_pb2.GetModelStatusResponse
 
 
 def metadata_response(servable, fields) -> get_model_metadata_pb2.GetModelMetadataResponse:
+    """GetModelMetadata for ``fields`` of ``servable`` (a Servable, or a function that returns
+    it, called at the first ``signature_def`` field: TF Serving checks the request, then each
+    field in turn, so an unsupported first field is named before an unknown model)."""
     if not fields:
         raise invalid_argument("GetModelMetadataRequest must specify at least one metadata_field")
     for f in fields:
         if f != "signature_def":
             raise invalid_argument(f"Metadata field {f} is not supported")
+        if callable(servable):
+            servable = servable()
     resp = get_model_metadata_pb2.GetModelMetadataResponse()
     resp.model_spec.name = servable.name
     resp.model_spec.version.value = servable.version
@@ -66,6 +72,14 @@ def metadata_response(servable, fields) -> get_model_metadata_pb2.GetModelMetada
         sdm.signature_def[k].CopyFrom(v)
     resp.metadata["signature_def"].Pack(sdm)
     return resp
+
+
+def _spec(request):
+    """The request's ``model_spec``; INVALID_ARGUMENT "Missing ModelSpec" when it has none, as
+    from TF Serving's Predict, Classify, Regress, GetModelMetadata and GetModelStatus."""
+    if not request.HasField("model_spec"):
+        raise invalid_argument("Missing ModelSpec")
+    return request.model_spec
 
 
 def _model_of(request) -> str:
@@ -118,14 +132,14 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
 
     def _predict(self, request, timeout_s):
         """The blocking Predict (large requests: decoded and encoded off the event loop)."""
-        servable = self.core.resolve_spec(request.model_spec)
+        servable = self.core.resolve_spec(_spec(request))
         inputs = {k: to_ndarray(v, k) for k, v in request.inputs.items()}
         sig, outputs = self.core.predict(servable, request.model_spec.signature_name, inputs,
                                          request.output_filter, timeout_s)
         return self._response(servable, sig, outputs)
 
     async def _predict_async(self, request, timeout_s):
-        servable = self.core.resolve_spec(request.model_spec)
+        servable = self.core.resolve_spec(_spec(request))
         inputs = {k: to_ndarray(v, k) for k, v in request.inputs.items()}
         sig, outputs = await self.core.predict_async(
             servable, request.model_spec.signature_name, inputs, request.output_filter,
@@ -145,7 +159,7 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
         return await self._call("classify", request, context, self._classify)
 
     def _classify(self, request, timeout_s):
-        servable = self.core.resolve_spec(request.model_spec)
+        servable = self.core.resolve_spec(_spec(request))
         resp = classification_pb2.ClassificationResponse()
         sig, _ = self.core.classify(servable, request.model_spec.signature_name, request.input,
                                     resp.result, timeout_s)
@@ -156,7 +170,7 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
         return await self._call("regress", request, context, self._regress)
 
     def _regress(self, request, timeout_s):
-        servable = self.core.resolve_spec(request.model_spec)
+        servable = self.core.resolve_spec(_spec(request))
         resp = regression_pb2.RegressionResponse()
         sig, _ = self.core.regress(servable, request.model_spec.signature_name, request.input,
                                    resp.result, timeout_s)
@@ -167,9 +181,9 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
         return await self._call("multi_inference", request, context, self._multi)
 
     def _multi(self, request, timeout_s):
-        if not request.tasks:
-            raise invalid_argument("MultiInferenceRequest must contain at least one task.")
-        servable = self.core.resolve_spec(request.tasks[0].model_spec)
+        # TF Serving looks up the first task's model (with no task, a spec without a name)
+        servable = self.core.resolve_spec(request.tasks[0].model_spec if request.tasks
+                                          else model_pb2.ModelSpec())
         return self.core.multi_inference(servable, request, inference_pb2.MultiInferenceResponse(),
                                          timeout_s)
 
@@ -177,8 +191,9 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
         return await self._call("get_model_metadata", request, context, self._metadata)
 
     def _metadata(self, request, timeout_s):
-        servable = self.core.resolve_spec(request.model_spec)
-        return metadata_response(servable, list(request.metadata_field))
+        spec = _spec(request)
+        return metadata_response(lambda: self.core.resolve_spec(spec),
+                                 list(request.metadata_field))
 
 
 class ModelServicer(_Base, model_service_pb2_grpc.ModelServiceServicer):
@@ -190,11 +205,9 @@ class ModelServicer(_Base, model_service_pb2_grpc.ModelServiceServicer):
         return await self._call("get_model_status", request, context, self._status)
 
     def _status(self, request, timeout_s):
-        spec = request.model_spec
-        which = spec.WhichOneof("version_choice")
+        spec = _spec(request)  # (its version label plays no part, as in TF Serving)
         states = self.core.manager.status(
-            spec.name, spec.version.value if which == "version" else None,
-            spec.version_label if which == "version_label" else None)
+            spec.name, spec.version.value if spec.HasField("version") else None)
         return model_status_response(states)
 
     async def HandleReloadConfigRequest(self, request, context):

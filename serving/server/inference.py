@@ -19,8 +19,14 @@ from collections.abc import Callable
 import numpy as np
 from tensorflow_serving.apis import classification_pb2, inference_pb2, regression_pb2
 
-from serving.server.errors import invalid_argument
-from serving.server.servable import CLASSIFY_METHOD, REGRESS_METHOD, Servable, Signature
+from serving.server.errors import Code, ServingError, invalid_argument
+from serving.server.servable import (
+    CLASSIFY_METHOD,
+    DEFAULT_SIGNATURE,
+    REGRESS_METHOD,
+    Servable,
+    Signature,
+)
 
 Runner = Callable[[Servable, Signature, dict], dict]
 
@@ -55,8 +61,18 @@ def _single_string_input(sig: Signature) -> str:
     return alias
 
 
+def _named_signature(servable: Servable, name: str) -> Signature:
+    """The signature ``name`` (empty: ``serving_default``) for Classify and Regress: an unknown
+    one is INVALID_ARGUMENT there, not Predict's FAILED_PRECONDITION."""
+    key = name or DEFAULT_SIGNATURE
+    sig = servable.signatures.get(key)
+    if sig is None:
+        raise invalid_argument(f"No signature was found with the name: {key}")
+    return sig
+
+
 def classification_signature(servable: Servable, name: str) -> Signature:
-    sig = servable.signature(name)
+    sig = _named_signature(servable, name)
     if sig.method_name != CLASSIFY_METHOD:
         raise invalid_argument(f"Expected classification signature method_name to be "
                                f"{CLASSIFY_METHOD}. Was: {sig.method_name}")
@@ -67,7 +83,7 @@ def classification_signature(servable: Servable, name: str) -> Signature:
 
 
 def regression_signature(servable: Servable, name: str) -> Signature:
-    sig = servable.signature(name)
+    sig = _named_signature(servable, name)
     if sig.method_name != REGRESS_METHOD:
         raise invalid_argument(f"Expected regression signature method_name to be "
                                f"{REGRESS_METHOD}. Was: {sig.method_name}")
@@ -124,20 +140,23 @@ def regress(servable: Servable, sig: Signature, input_proto, run: Runner, result
 
 def multi_inference(servable: Servable, request, run: Runner, response=None):
     """``MultiInferenceRequest`` on one servable → ``MultiInferenceResponse``."""
-    if not request.tasks:
-        raise invalid_argument("MultiInferenceRequest must contain at least one task.")
-    model_name = request.tasks[0].model_spec.name
+    model_name = request.tasks[0].model_spec.name if request.tasks else ""
     seen = set()
-    for task in request.tasks:
+    for task in request.tasks:  # TF Serving's checks, in its order
+        if not task.model_spec.name:
+            raise invalid_argument("Found ModelSpec with an empty model name.")
         if task.model_spec.name != model_name:
             raise invalid_argument("All ModelSpecs in a MultiInferenceRequest must access the "
                                    "same model name.")
-        key = task.model_spec.signature_name or "serving_default"
+        key = task.model_spec.signature_name or DEFAULT_SIGNATURE
         if key in seen:
             raise invalid_argument(f"Duplicate evaluation of signature: {key}")
         seen.add(key)
+        if key not in servable.signatures:
+            raise invalid_argument(f"Requested signature not found in model graph: {key}")
         if task.method_name not in (CLASSIFY_METHOD, REGRESS_METHOD):
-            raise invalid_argument(f"Unsupported signature method_name: {task.method_name}")
+            raise ServingError(Code.UNIMPLEMENTED,
+                               f"Unsupported signature method_name: {task.method_name}")
     response = response if response is not None else inference_pb2.MultiInferenceResponse()
     for task in request.tasks:
         res = response.results.add()

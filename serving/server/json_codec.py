@@ -45,9 +45,61 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 # -- parsing ------------------------------------------------------------------------------------
+# Python's json messages → rapidjson's (``GetParseError_En``), which TF Serving reports.
+_RAPIDJSON_ERRORS = {
+    "Expecting value": "Invalid value.",
+    "Expecting property name enclosed in double quotes": "Missing a name for object member.",
+    "Expecting ':' delimiter": "Missing a colon after a name of object member.",
+    "Extra data": "The document root must not be followed by other values.",
+    "Unterminated string starting at": "Missing a closing quotation mark in string.",
+    "Invalid control character at": "Invalid encoding in string.",
+    "Invalid \\escape": "Invalid escape character in string.",
+    "Invalid \\uXXXX escape": "Incorrect hex digit after \\u escape in string.",
+}
+
+
+def _open_bracket(text: str, pos: int) -> str:
+    """The innermost ``[`` or ``{`` still open at ``text[pos]`` ("" at the top level)."""
+    stack, in_string, escaped = [], False, False
+    for c in text[:pos]:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == '"':
+                in_string = False
+        elif c == '"':
+            in_string = True
+        elif c in "[{":
+            stack.append(c)
+        elif c in "]}" and stack:
+            stack.pop()
+    return stack[-1] if stack else ""
+
+
+def _parse_error(exc: json.JSONDecodeError) -> str:
+    """rapidjson's message for what Python's parser refused, with its offset."""
+    if exc.msg == "Expecting ',' delimiter":
+        msg = ("Missing a comma or '}' after an object member."
+               if _open_bracket(exc.doc, exc.pos) == "{"
+               else "Missing a comma or ']' after an array element.")
+    elif exc.msg == "Expecting value" and not exc.doc[exc.pos:].strip():
+        msg = "The document is empty." if not exc.doc.strip() else "Invalid value."
+    else:
+        msg = _RAPIDJSON_ERRORS.get(exc.msg, exc.msg)
+    pos = exc.pos  # rapidjson's offset: where it stopped (Python names a string's start) and
+    if exc.msg.startswith("Unterminated string"):  # an escape's backslash (Python its "u")
+        pos = len(exc.doc)
+    elif exc.msg == "Invalid \\uXXXX escape":
+        pos -= 1
+    return f"JSON Parse error: {msg} at offset: {pos}"
+
+
 def parse_body(body: bytes) -> dict:
-    """Parse a request body; errors are INVALID_ARGUMENT 'JSON Parse error: ...'."""
-    if not body or not body.strip():
+    """Parse a request body; errors are INVALID_ARGUMENT 'JSON Parse error: ...' with rapidjson's
+    messages, as TF Serving gives them."""
+    if not body:
         raise invalid_argument("JSON Parse error: The document is empty")
     try:
         text = body.decode("utf-8")
@@ -57,7 +109,7 @@ def parse_body(body: bytes) -> dict:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise invalid_argument(f"JSON Parse error: {exc.msg} at offset: {exc.pos}") from None
+        raise invalid_argument(_parse_error(exc)) from None
     except RecursionError:
         raise invalid_argument("JSON Parse error: The document is nested too deeply") from None
     if not isinstance(doc, dict):
@@ -194,6 +246,8 @@ def _fast_array(value, sig: TensorSig) -> np.ndarray | None:
         return None
     kind = arr.dtype.kind
     want = sig.np_dtype.kind
+    if want != "b" and kind in "fiu" and _holds_bool(value):
+        return None  # NumPy reads true as 1: the slow path names it (TF Serving refuses it)
     if want == "f" and kind == "f":
         with np.errstate(over="ignore"):  # an overflow is found below and named by the slow path
             out = arr.astype(sig.np_dtype)
@@ -213,6 +267,16 @@ def _fast_array(value, sig: TensorSig) -> np.ndarray | None:
     if want == "b" and kind == "b":
         return arr
     return None
+
+
+def _holds_bool(value) -> bool:
+    """Whether nested lists of JSON scalars hold a ``true`` or ``false`` (one ``map(type, ...)``
+    per innermost list)."""
+    if not isinstance(value, list):
+        return isinstance(value, bool)
+    if value and isinstance(value[0], list):
+        return any(_holds_bool(v) for v in value)
+    return bool in set(map(type, value))
 
 
 def value_to_array(value, sig: TensorSig) -> np.ndarray:
@@ -248,7 +312,9 @@ def _instances_to_inputs(instances: list, inputs: dict[str, TensorSig]) -> dict[
         fast = _fast_array(instances, sig)
         if fast is not None and fast.ndim >= 1:
             return {name: fast}
-        rows = [_instance_item(e, i, name, sig, None) for i, e in enumerate(instances)]
+        rows: list[np.ndarray] = []
+        for i, e in enumerate(instances):
+            rows.append(_instance_item(e, i, None, sig, rows))
         return {name: _stack(rows, sig)}
     names = set(inputs)
     columns: dict[str, list] = {n: [] for n in inputs}
@@ -268,32 +334,31 @@ def _instances_to_inputs(instances: list, inputs: dict[str, TensorSig]) -> dict[
     return {n: _stack(rows, inputs[n]) for n, rows in columns.items()}
 
 
-def _instance_item(value, index: int, name: str, sig: TensorSig, previous) -> np.ndarray:
+def _instance_item(value, index: int, key: str | None, sig: TensorSig, previous) -> np.ndarray:
+    """Element ``index`` of ``instances`` (``key``: its input's name in a list of objects, None in
+    a plain list) as an array, checked like TF Serving's ``AddInstanceItem``: the same number of
+    values as the earlier elements (``previous``), then the same shape."""
+    where = f"Failed to process element: {index}{'' if key is None else f' key: {key}'} of " \
+            f"'instances' list. Error: INVALID_ARGUMENT: "
     try:
         arr = value_to_array(value, sig)
     except Exception as exc:
         msg = getattr(exc, "message", str(exc))
-        raise invalid_argument(f"Failed to process element: {index} key: {name} of 'instances' "
-                               f"list. Error: INVALID_ARGUMENT: {msg}") from None
+        raise invalid_argument(where + msg) from None
     if previous:
-        want = previous[0].shape
-        if arr.shape != want:
+        want = previous[0]
+        if arr.size != want.size:
+            raise invalid_argument(f"{where}Expecting tensor size: {want.size} but got: "
+                                   f"{arr.size}")
+        if arr.shape != want.shape:
             raise invalid_argument(
-                f"Failed to process element: {index} key: {name} of 'instances' list. Error: "
-                f"INVALID_ARGUMENT: Expecting shape [{','.join(map(str, want))}] but got: "
+                f"{where}Expecting shape [{','.join(map(str, want.shape))}] but got: "
                 f"[{','.join(map(str, arr.shape))}]")
     return arr
 
 
 def _stack(rows: list[np.ndarray], sig: TensorSig) -> np.ndarray:
-    shapes = {r.shape for r in rows}
-    if len(shapes) > 1:
-        first = rows[0].shape
-        idx = next(i for i, r in enumerate(rows) if r.shape != first)
-        raise invalid_argument(
-            f"Failed to process element: {idx} of 'instances' list. Error: INVALID_ARGUMENT: "
-            f"Expecting shape [{','.join(map(str, first))}] but got: "
-            f"[{','.join(map(str, rows[idx].shape))}]")
+    """The rows (one shape: :func:`_instance_item` checked them) as one batch."""
     if sig.dtype_name == "string":
         out = np.empty((len(rows),) + rows[0].shape, dtype=object)
         for i, r in enumerate(rows):

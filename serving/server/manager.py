@@ -32,7 +32,13 @@ import time
 from collections.abc import Callable
 
 from serving.server.config import ModelConfig
-from serving.server.errors import Code, ServingError, failed_precondition, not_found
+from serving.server.errors import (
+    Code,
+    ServingError,
+    failed_precondition,
+    invalid_argument,
+    not_found,
+)
 from serving.server.heap import FrozenHeap
 from serving.server.servable import Servable
 
@@ -91,17 +97,59 @@ class ModelManager:
         self.load_count = 0
 
     # -- configuration ---------------------------------------------------------------------------
-    def set_config(self, models: list[ModelConfig]) -> None:
+    def set_config(self, models: list[ModelConfig], *, reload: bool = False) -> None:
         """Apply a model list: add/update/remove models, load synchronously, then apply labels.
 
-        Raises ServingError (FAILED_PRECONDITION) if a label points at an unavailable version;
-        the models are still updated but the previous labels stay.
+        At start-up and for the config file (``reload=False``) a label may name a version this
+        very list loads; one that still points at an unavailable version raises ServingError
+        (FAILED_PRECONDITION) after the models were updated, and the previous labels stay.
+
+        ``reload=True`` (HandleReloadConfigRequest) follows TF Serving's ``ReloadConfig``: the
+        labels are checked against the versions available *before* the change, and a bad one
+        raises FAILED_PRECONDITION with nothing changed; after the change, a model the list
+        adds that has no available version raises UNKNOWN ("N model(s) did not become
+        available: ..."), with the rest of the list applied (TF Serving waits for such a model
+        until it loads, forever if it never does).
         """
         with self._lock:
             try:
+                if reload:
+                    self._check_labels(models, self._models)
+                    new_names = [m.name for m in models if m.name not in self._models]
                 self._apply_config(models)
+                if reload:
+                    self._check_available(new_names)
             finally:
                 self._settle()
+
+    def _check_labels(self, models: list[ModelConfig], current: dict[str, ManagedModel]) -> None:
+        if self._allow_unavailable_labels:
+            return
+        for cfg in models:
+            mm = current.get(cfg.name)
+            for _, v in cfg.labels:
+                if mm is None or v not in mm.available:
+                    raise failed_precondition(
+                        f"Request to assign label to version {v} of model {cfg.name}, which is "
+                        f"not currently available for inference")
+
+    def _check_available(self, names: list[str]) -> None:
+        """UNKNOWN, TF Serving's message, when a model of ``names`` has no available version."""
+        unavailable, parts = 0, []
+        for name in names:
+            mm = self._models[name]
+            if mm.latest is not None:
+                continue
+            unavailable += 1
+            failed = [f"{{name: {name} version: {v}}} due to error: "
+                      f"{st.error.code.name}: {st.error.message}"
+                      for v, st in sorted(mm.states.items())
+                      if st.state == "END" and st.error is not None]
+            parts.extend(failed or [f"{{name: {name}}} (no version directory under "
+                                    f"{mm.config.base_path})"])
+        if unavailable:
+            raise ServingError(Code.UNKNOWN, f"{unavailable} model(s) did not become available: "
+                                             f"{{{''.join(p + ', ' for p in parts)}}}")
 
     def _apply_config(self, models: list[ModelConfig]) -> None:
         new = dict(self._models)
@@ -126,10 +174,10 @@ class ModelManager:
             bad = [(k, v) for k, v in labels.items()
                    if v not in mm.available and not self._allow_unavailable_labels]
             if bad:
-                k, v = bad[0]
+                _, v = bad[0]
                 errors.append(
                     f"Request to assign label to version {v} of model {cfg.name}, which is "
-                    f"not currently available for inference (label '{k}')")
+                    f"not currently available for inference")
             else:
                 mm.labels = labels
         if errors:
@@ -261,14 +309,17 @@ class ModelManager:
 
     # -- request path ----------------------------------------------------------------------------
     def resolve(self, name: str, version: int | None = None, label: str | None = None) -> Servable:
-        """The servable for a model spec, or NOT_FOUND with TF Serving's message."""
+        """The servable for a model spec (``label``: a version label was given, even an empty
+        one), else TF Serving's error: INVALID_ARGUMENT for a spec without a name or with a
+        label the model does not have (also for an unknown model), NOT_FOUND for a version
+        that is not available."""
+        if not name:
+            raise invalid_argument("ModelSpec has no name specified.")
         mm = self._models.get(name)
-        if label:
-            if mm is None:
-                raise not_found(f"Servable not found for request: Latest({name})")
-            v = mm.labels.get(label)
+        if label is not None:
+            v = mm.labels.get(label) if mm is not None else None
             if v is None:
-                raise not_found(f"Unrecognized servable version label: {label}")
+                raise invalid_argument(f"Unrecognized servable version label: {label}")
             version = v
         if version is None:
             servable = mm.latest if mm is not None else None
@@ -280,23 +331,17 @@ class ModelManager:
             raise not_found(f"Servable not found for request: Specific({name}, {version})")
         return servable
 
-    def status(self, name: str, version: int | None = None,
-               label: str | None = None) -> list[VersionState]:
-        """Version states (GetModelStatus), newest first."""
-        if not name:
-            raise ServingError(Code.INVALID_ARGUMENT, "Missing model name in request.")
+    def status(self, name: str, version: int | None = None) -> list[VersionState]:
+        """Version states (GetModelStatus), newest first: every version of the model, or only
+        ``version``. As in TF Serving, a version label plays no part in model status."""
         mm = self._models.get(name)
-        if mm is None or not mm.states:
-            raise not_found(f"Could not find any versions of model {name}")
-        if label:
-            if label not in mm.labels:
-                raise not_found(f"Unrecognized servable version label: {label}")
-            version = mm.labels[label]
         if version is not None:
-            st = mm.states.get(version)
+            st = mm.states.get(version) if mm is not None else None
             if st is None:
                 raise not_found(f"Could not find version {version} of model {name}")
             return [dataclasses.replace(st)]
+        if mm is None or not mm.states:
+            raise not_found(f"Could not find any versions of model {name}")
         return [dataclasses.replace(mm.states[v]) for v in sorted(mm.states, reverse=True)]
 
     def labels(self, name: str) -> dict[str, int]:

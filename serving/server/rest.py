@@ -1,6 +1,9 @@
 """REST front end: TF Serving's HTTP/JSON API, served by :mod:`serving.server.aio_http`.
 
-Routes (``https://www.tensorflow.org/tfx/serving/api_rest``; case-insensitive like TF Serving):
+Routes (``https://www.tensorflow.org/tfx/serving/api_rest``; matched without regard to case like
+TF Serving's, except the verb and ``metadata``, which its dispatch compares exactly: ``:PREDICT``
+is a malformed request and ``/METADATA`` model status; model names and labels are
+percent-decoded):
 
 - ``GET  /v1/models/{name}[/versions/{v} | /labels/{l}]`` — model status
 - ``GET  /v1/models/{name}[/versions/{v} | /labels/{l}]/metadata`` — signature metadata
@@ -28,6 +31,7 @@ import json
 import logging
 import re
 import time
+from urllib.parse import unquote
 
 import numpy as np
 from google.protobuf import json_format
@@ -49,6 +53,13 @@ _STATUS_RE = re.compile(
 _INT64_MAX = 2**63 - 1
 FAST_BODY_BYTES = LOOP_REQUEST_BYTES  # larger :predict bodies are decoded in the executor
 _ROUTE_CACHE_SIZE = 1024
+
+
+def _model_parts(m: re.Match) -> tuple[str, str | None, str | None]:
+    """(model name, version text, label) of a route match; the name and the label are
+    percent-decoded, as TF Serving does (``DecodeArg``)."""
+    model, version, label = m.group(1, 2, 3)
+    return (unquote(model) if model else model), version, (unquote(label) if label else None)
 
 
 def _version(text: str | None) -> int | None:
@@ -83,24 +94,24 @@ class RestApi:
         model, api, status = "", "unknown", "OK"
         try:
             m = _PREDICT_RE.fullmatch(path) if method == "POST" else None
-            if m:
-                model, version, label, verb = m.group(1), m.group(2), m.group(3), m.group(4)
-                api = verb.lower()
+            if m and m.group(4) in ("classify", "regress", "predict"):  # (the verb's case
+                # counts: TF Serving's route pattern ignores it, its dispatch does not)
+                (model, version, label), api = _model_parts(m), m.group(4)
                 doc = json_codec.parse_body(body)
                 servable = self.core.resolve(model, _version(version), label)
                 text = getattr(self, "_" + api)(servable, doc)
                 return 200, "application/json", text
             m = _STATUS_RE.fullmatch(path) if method == "GET" else None
             if m:
-                model, version, label, meta = m.groups()
+                model, version, label = _model_parts(m)
                 if not model:
                     raise invalid_argument("Missing model name in request.")
-                if meta:
+                if m.group(4) == "metadata":  # (any other case is model status, as there)
                     api = "get_model_metadata"
                     servable = self.core.resolve(model, _version(version), label)
                     return 200, "application/json", self._metadata(servable)
                 api = "get_model_status"
-                states = self.core.manager.status(model, _version(version), label)
+                states = self.core.manager.status(model, _version(version))
                 resp = model_status_response(states)
                 return 200, "application/json", json_format.MessageToJson(
                     resp, preserving_proto_field_name=True,
@@ -132,7 +143,7 @@ class RestApi:
         except KeyError:
             pass
         m = _PREDICT_RE.fullmatch(path)
-        route = m.group(1, 2, 3) if m and m.group(4).lower() == "predict" else None
+        route = _model_parts(m) if m and m.group(4) == "predict" else None
         if len(self._routes) >= _ROUTE_CACHE_SIZE:
             self._routes.clear()
         self._routes[path] = route
@@ -314,7 +325,8 @@ class RestApi:
         resp.metadata["signature_def"].Unpack(sdm)
         spec = json_format.MessageToDict(resp.model_spec, preserving_proto_field_name=True,
                                          always_print_fields_with_no_presence=True)
-        meta = json_format.MessageToDict(sdm, preserving_proto_field_name=True)
+        meta = json_format.MessageToDict(sdm, preserving_proto_field_name=True,
+                                         always_print_fields_with_no_presence=True)
         return json.dumps({"model_spec": spec, "metadata": {"signature_def": meta}}, indent=1)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import re
 import threading
 import time
 
@@ -111,7 +112,7 @@ class Signature:
                             else tensors.dtype_name(tensors.enum_of(array)))
                 raise invalid_argument(
                     f"Expects arg[{self._arg_index[alias]}] to be {sig.dtype_name} but {got_name} "
-                    f"is provided (input '{alias}')")
+                    f"is provided")
             if not tensors.shape_fits(array.shape, sig.shape):
                 raise invalid_argument(
                     f"input '{alias}' has shape [{','.join(map(str, array.shape))}] but the "
@@ -145,7 +146,7 @@ class Signature:
             if result is None:
                 result = self._fn(**feeds)
         except tf.errors.OpError as exc:
-            raise ServingError(Code(exc.error_code), exc.message) from None
+            raise ServingError(Code(exc.error_code), op_error_message(exc.message)) from None
         except (ValueError, TypeError) as exc:
             raise invalid_argument(str(exc)) from None
         outputs = {k: v.numpy() for k, v in result.items()}
@@ -157,6 +158,22 @@ class Signature:
         ``limit_s`` seconds (so a run on ``values`` values is expected to be that quick)."""
         last = self.last_run
         return last is not None and last[1] <= limit_s and values <= last[0]
+
+
+_EAGER_HEAD = re.compile(r"\AGraph execution error:\n\nDetected at node .*?\n"
+                         r"(?:<stack traces unavailable>|Node: '[^'\n]*')\n", re.DOTALL)
+_EAGER_TAIL = re.compile(r" \[Op:[^\]\n]*\]\Z")
+
+
+def op_error_message(message: str) -> str:
+    """A kernel's error as TF Serving's C++ session reports it: without the wrapping TensorFlow's
+    Python adds to an eager function call ("Graph execution error: ... Detected at node ...
+    <stack traces unavailable>" before the kernel's message, " [Op:__inference_...]" after it).
+    Anything else is returned as it is."""
+    heads = list(_EAGER_HEAD.finditer(message))
+    if not heads:
+        return message
+    return _EAGER_TAIL.sub("", message[heads[-1].end():])
 
 
 def input_values(inputs: dict[str, np.ndarray]) -> int:

@@ -36,6 +36,7 @@ from serving.server import native_http
 from serving.server.aio_http import AsyncHttpServer, EventLoopThread
 from serving.server.batching import BatchScheduler
 from serving.server.core import ServingCore
+from serving.server.errors import invalid_argument
 from serving.server.grpc_service import start_grpc_server
 from serving.server.heap import HEAP
 from serving.server.manager import ModelManager
@@ -83,9 +84,16 @@ class ModelServer:
                                 base_path=os.path.abspath(o.model_base_path))]
 
     def reload_config(self, server_config) -> None:
-        """Apply a ``ModelServerConfig`` proto (HandleReloadConfigRequest)."""
+        """Apply a ``ModelServerConfig`` proto (HandleReloadConfigRequest), as TF Serving does:
+        only a ``model_config_list`` (an empty request is INVALID_ARGUMENT, not "no models"),
+        absolute base paths, labels checked before anything changes (see
+        :meth:`ModelManager.set_config`)."""
+        if server_config.WhichOneof("config") != "model_config_list":
+            raise invalid_argument("ServerModelConfig type not supported by "
+                                   "HandleReloadConfigRequest. Only ModelConfigList is currently "
+                                   "supported")
         models = cfg.models_from_server_config(server_config)
-        self.manager.set_config(models)
+        self.manager.set_config(models, reload=True)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> ModelServer:

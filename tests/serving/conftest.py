@@ -188,7 +188,7 @@ model_config_list {{
     version_labels {{ key: "stable" value: 1 }}
     version_labels {{ key: "canary" value: 2 }}
   }}
-  config {{ name: "clf"  base_path: "{clf_base[0]}" }}
+  config {{ name: "clf"  base_path: "{clf_base[0]}"  model_platform: "tensorflow" }}
 }}
 """)
     monitoring = root / "monitoring.config"

@@ -91,7 +91,13 @@ def test_predict_strings(grpc_stubs):
     (dict(name="nope"), grpc.StatusCode.NOT_FOUND, "Servable not found for request: Latest(nope)"),
     (dict(version=5), grpc.StatusCode.NOT_FOUND,
      "Servable not found for request: Specific(toy, 5)"),
-    (dict(label="zzz"), grpc.StatusCode.NOT_FOUND, "Unrecognized servable version label: zzz"),
+    (dict(label="zzz"), grpc.StatusCode.INVALID_ARGUMENT,
+     "Unrecognized servable version label: zzz"),
+    (dict(label=""), grpc.StatusCode.INVALID_ARGUMENT,  # the oneof is set: not "latest"
+     "Unrecognized servable version label: "),
+    (dict(name="nope", label="stable"), grpc.StatusCode.INVALID_ARGUMENT,
+     "Unrecognized servable version label: stable"),
+    (dict(name=""), grpc.StatusCode.INVALID_ARGUMENT, "ModelSpec has no name specified."),
     (dict(signature="nosig"), grpc.StatusCode.FAILED_PRECONDITION,
      'Serving signature key "nosig" not found.'),
     (dict(output_filter=["bogus"]), grpc.StatusCode.INVALID_ARGUMENT,
@@ -105,6 +111,22 @@ def test_predict_spec_errors(grpc_stubs, kwargs, code, fragment):
                                                 **kwargs))
     assert got_code == code
     assert fragment in details
+
+
+@pytest.mark.parametrize("method,request_class", [
+    ("Predict", predict_pb2.PredictRequest),
+    ("Classify", classification_pb2.ClassificationRequest),
+    ("Regress", regression_pb2.RegressionRequest),
+    ("GetModelMetadata", get_model_metadata_pb2.GetModelMetadataRequest),
+])
+def test_a_request_without_model_spec_is_invalid_argument(grpc_stubs, method, request_class):
+    """TF Serving's "Missing ModelSpec" (not NOT_FOUND for a model called "")."""
+    pred, _ = grpc_stubs
+    request = request_class()
+    if method == "GetModelMetadata":
+        request.metadata_field.append("signature_def")
+    code, details = _error(lambda: getattr(pred, method)(request, timeout=30))
+    assert (code, details) == (grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec")
 
 
 @pytest.mark.parametrize("inputs,fragment", [
@@ -121,6 +143,32 @@ def test_predict_input_errors_are_invalid_argument(grpc_stubs, inputs, fragment)
     code, details = _error(lambda: _predict(pred, inputs))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert fragment in details
+
+
+def test_kernel_errors_read_as_from_tf_servings_session(grpc_stubs):
+    """The kernel's own message, without the wrapping of TensorFlow's Python eager call."""
+    pred, _ = grpc_stubs
+    code, details = _error(lambda: _predict(pred, {"a": np.ones((2, 2), np.float32),
+                                                   "b": np.ones((3,), np.int64)},
+                                            signature="multi"))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert details == "Incompatible shapes: [3] vs. [2]\n\t [[{{node add}}]]"
+
+
+def test_op_error_message_strips_only_the_eager_wrapping():
+    from serving.server.servable import op_error_message
+
+    kernel = "ConcatOp : Dimension 0 in both shapes must be equal\n\t [[{{node concat}}]]"
+    assert op_error_message(
+        "Graph execution error:\n\nDetected at node concat defined at (most recent call "
+        "last):\n<stack traces unavailable>\n" + kernel + " [Op:__inference_fn_114]") == kernel
+    assert op_error_message(
+        "Graph execution error:\n\nDetected at node 'concat' defined at (most recent call "
+        "last):\n  File \"m.py\", line 3, in f\nNode: 'concat'\n" + kernel
+        + " [Op:__inference_fn_7]") == kernel
+    assert op_error_message(kernel) == kernel
+    assert op_error_message("Graph execution error: something else") == (
+        "Graph execution error: something else")
 
 
 def test_malformed_tensor_proto_is_invalid_argument(grpc_stubs):
@@ -196,6 +244,17 @@ def test_classify_errors(grpc_stubs):
     code, details = _error(lambda: pred.Classify(req, timeout=30))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert "Expected classification signature method_name" in details
+    req.model_spec.signature_name = "nosig"  # INVALID_ARGUMENT here, unlike Predict's
+    code, details = _error(lambda: pred.Classify(req, timeout=30))
+    assert (code, details) == (grpc.StatusCode.INVALID_ARGUMENT,
+                               "No signature was found with the name: nosig")
+    rreq = regression_pb2.RegressionRequest()
+    rreq.model_spec.name = "toy"
+    rreq.model_spec.signature_name = "nosig"
+    _examples(rreq, [[1, 2, 3]])
+    code, details = _error(lambda: pred.Regress(rreq, timeout=30))
+    assert (code, details) == (grpc.StatusCode.INVALID_ARGUMENT,
+                               "No signature was found with the name: nosig")
 
 
 def test_multi_inference(grpc_stubs):
@@ -224,6 +283,36 @@ def test_multi_inference(grpc_stubs):
     assert "Duplicate evaluation of signature: classify" in details
 
 
+def _multi_error(pred, req, edit):
+    bad = inference_pb2.MultiInferenceRequest()
+    bad.CopyFrom(req)
+    edit(bad)
+    return _error(lambda: pred.MultiInference(bad, timeout=30))
+
+
+def test_multi_inference_errors_are_tf_servings(grpc_stubs):
+    pred, _ = grpc_stubs
+    req = inference_pb2.MultiInferenceRequest()
+    for sig in ("classify", "regress"):
+        task = req.tasks.add()
+        task.model_spec.name = "toy"
+        task.model_spec.signature_name = sig
+        task.method_name = f"tensorflow/serving/{sig}"
+    req.input.example_list.examples.add().features.feature["x"].float_list.value.extend([1, 1, 1])
+    invalid = grpc.StatusCode.INVALID_ARGUMENT
+    assert _multi_error(pred, req, lambda r: r.ClearField("tasks")) == (
+        invalid, "ModelSpec has no name specified.")
+    assert _multi_error(pred, req, lambda r: setattr(r.tasks[1].model_spec, "name", "")) == (
+        invalid, "Found ModelSpec with an empty model name.")
+    assert _multi_error(pred, req, lambda r: setattr(r.tasks[1].model_spec, "signature_name",
+                                                     "nosig")) == (
+        invalid, "Requested signature not found in model graph: nosig")
+    assert _multi_error(pred, req, lambda r: setattr(r.tasks[1], "method_name",
+                                                     "tensorflow/serving/predict")) == (
+        grpc.StatusCode.UNIMPLEMENTED,
+        "Unsupported signature method_name: tensorflow/serving/predict")
+
+
 def test_get_model_metadata(grpc_stubs):
     pred, _ = grpc_stubs
     req = get_model_metadata_pb2.GetModelMetadataRequest()
@@ -240,6 +329,13 @@ def test_get_model_metadata(grpc_stubs):
     bad.metadata_field.append("weights")
     code, details = _error(lambda: pred.GetModelMetadata(bad, timeout=30))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "weights" in details
+    bad.model_spec.name = "ghost"  # the request is checked before the model is looked up
+    assert _error(lambda: pred.GetModelMetadata(bad, timeout=30)) == (
+        grpc.StatusCode.INVALID_ARGUMENT, "Metadata field weights is not supported")
+    bad.ClearField("metadata_field")
+    assert _error(lambda: pred.GetModelMetadata(bad, timeout=30)) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "GetModelMetadataRequest must specify at least one metadata_field")
 
 
 def test_get_model_status(grpc_stubs):
@@ -250,33 +346,106 @@ def test_get_model_status(grpc_stubs):
     available = get_model_status_pb2.ModelVersionStatus.AVAILABLE
     assert [(s.version, s.state) for s in resp.model_version_status] == [
         (2, available), (1, available)]
+    req.model_spec.version_label = "stable"  # a label plays no part in model status
+    resp = models.GetModelStatus(req, timeout=30)
+    assert [s.version for s in resp.model_version_status] == [2, 1]
+    req.model_spec.version_label = "zzz"
+    assert [s.version for s in models.GetModelStatus(req, timeout=30).model_version_status] \
+        == [2, 1]
     req.model_spec.name = "ghost"
     code, details = _error(lambda: models.GetModelStatus(req, timeout=30))
     assert code == grpc.StatusCode.NOT_FOUND
     assert details == "Could not find any versions of model ghost"
+    assert _error(lambda: models.GetModelStatus(get_model_status_pb2.GetModelStatusRequest(),
+                                                timeout=30)) == (
+        grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec")
+
+
+def _model_config(req, name: str, base: str, **labels):
+    cfg = req.config.model_config_list.config.add()
+    cfg.name, cfg.base_path, cfg.model_platform = name, base, "tensorflow"
+    for key, version in labels.items():
+        cfg.version_labels[key] = version
+    return cfg
 
 
 def test_reload_config_swaps_models(main_server, grpc_stubs, clf_base):
     """Last in this module: replaces the configured models."""
     pred, models = grpc_stubs
+    # As in TF Serving, a label may only name a version available *before* the reload: a label
+    # on a model the same reload adds is refused, and nothing changes.
     req = model_management_pb2.ReloadConfigRequest()
-    cfg = req.config.model_config_list.config.add()
-    cfg.name = "clf2"
-    cfg.base_path = clf_base[0]
-    cfg.model_platform = "tensorflow"
-    cfg.version_labels["prod"] = 1
+    _model_config(req, "clf2", clf_base[0], prod=1)
+    code, details = _error(lambda: models.HandleReloadConfigRequest(req, timeout=120))
+    assert (code, details) == (grpc.StatusCode.FAILED_PRECONDITION,
+                               "Request to assign label to version 1 of model clf2, which is not "
+                               "currently available for inference")
+    assert _predict(pred, {"x": np.ones((1, 3), np.float32)}).model_spec.name == "toy"
+    req = model_management_pb2.ReloadConfigRequest()
+    _model_config(req, "clf2", clf_base[0])
     resp = models.HandleReloadConfigRequest(req, timeout=120)
     assert resp.status.error_code == 0
+    req = model_management_pb2.ReloadConfigRequest()
+    _model_config(req, "clf2", clf_base[0], prod=1)
+    assert models.HandleReloadConfigRequest(req, timeout=120).status.error_code == 0
     x = np.zeros((1, 4), np.float32)
     out = _predict(pred, {"features": x}, name="clf2", label="prod")
     assert out.model_spec.name == "clf2" and out.model_spec.version.value == 1
     code, _ = _error(lambda: _predict(pred, {"x": np.ones((1, 3), np.float32)}))
     assert code == grpc.StatusCode.NOT_FOUND  # toy is no longer configured
     bad = model_management_pb2.ReloadConfigRequest()
-    cfg = bad.config.model_config_list.config.add()
-    cfg.name = "clf2"
-    cfg.base_path = clf_base[0]
-    cfg.version_labels["prod"] = 42
+    _model_config(bad, "clf2", clf_base[0], prod=42)
     code, details = _error(lambda: models.HandleReloadConfigRequest(bad, timeout=120))
     assert code == grpc.StatusCode.FAILED_PRECONDITION
     assert "version 42" in details and "not currently available" in details
+
+
+def test_reload_config_refusals_change_nothing(tmp_path, toy_builds):
+    """TF Serving's answers to reload requests it refuses; the models served stay."""
+    from tests.serving.conftest import make_base, start_server
+
+    toy = make_base(tmp_path, "toy", toy_builds, [1])
+    broken = tmp_path / "broken" / "1"
+    broken.mkdir(parents=True)
+    (broken / "saved_model.pb").write_bytes(b"not a SavedModel")
+    server = start_server(["--model_name=toy", f"--model_base_path={toy}",
+                           "--max_num_load_retries=0"], rest=False)
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")
+    try:
+        from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+
+        pred = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        models = model_service_pb2_grpc.ModelServiceStub(channel)
+        reload = lambda req: _error(  # noqa: E731
+            lambda: models.HandleReloadConfigRequest(req, timeout=120))
+        invalid = grpc.StatusCode.INVALID_ARGUMENT
+        # an empty request is not "serve nothing"
+        assert reload(model_management_pb2.ReloadConfigRequest()) == (
+            invalid, "ServerModelConfig type not supported by HandleReloadConfigRequest. Only "
+                     "ModelConfigList is currently supported")
+        req = model_management_pb2.ReloadConfigRequest()
+        _model_config(req, "toy", "models/toy")
+        assert reload(req) == (invalid, "Expected model toy to have an absolute path or URI; "
+                                        "got base_path()=models/toy")
+        req = model_management_pb2.ReloadConfigRequest()
+        _model_config(req, "toy", toy).ClearField("model_platform")
+        assert reload(req) == (invalid, "Illegal setting neither ModelServerConfig::model_type "
+                                        "(deprecated) nor ModelServerConfig::model_platform.")
+        req = model_management_pb2.ReloadConfigRequest()
+        _model_config(req, "toy", toy)
+        _model_config(req, "toy", toy)
+        assert reload(req) == (invalid, "Illegal to list model toy multiple times in config list")
+        out = _predict(pred, {"x": np.ones((1, 3), np.float32)})
+        assert out.model_spec.version.value == 1  # still served after every refusal
+        # a model the reload adds that cannot load: UNKNOWN, with the rest applied
+        req = model_management_pb2.ReloadConfigRequest()
+        _model_config(req, "toy", toy)
+        _model_config(req, "broken", str(tmp_path / "broken"))
+        code, details = reload(req)
+        assert code == grpc.StatusCode.UNKNOWN
+        assert details.startswith("1 model(s) did not become available: {{name: broken "
+                                  "version: 1} due to error: ")
+        assert _predict(pred, {"x": np.ones((1, 3), np.float32)}).model_spec.name == "toy"
+    finally:
+        channel.close()
+        server.stop()

@@ -122,13 +122,14 @@ def test_model_config_file_specific_policy_and_labels(tmp_path, toy_builds):
     config.write_text(f"""
 model_config_list {{
   config {{
-    name: "toy" base_path: "{base}"
+    name: "toy" base_path: "{base}" model_platform: "tensorflow"
     model_version_policy {{ specific {{ versions: 1 versions: 3 }} }}
     version_labels {{ key: "stable" value: 1 }}
     version_labels {{ key: "canary" value: 3 }}
   }}
   config {{
-    name: "other" base_path: "toy" model_version_policy {{ latest {{ num_versions: 2 }} }}
+    name: "other" base_path: "toy" model_platform: "tensorflow"
+    model_version_policy {{ latest {{ num_versions: 2 }} }}
   }}
 }}""")
     models = read_model_config_file(str(config))
@@ -149,6 +150,7 @@ def test_label_on_unavailable_version_fails_unless_allowed(tmp_path, toy_builds)
     base = make_base(tmp_path, "toy", toy_builds, [1])
     config = tmp_path / "models.config"
     config.write_text(f'model_config_list {{ config {{ name: "toy" base_path: "{base}" '
+                      f'model_platform: "tensorflow" '
                       f'version_labels {{ key: "next" value: 2 }} }} }}')
     from serving.server.errors import ServingError
 
@@ -162,21 +164,30 @@ def test_label_on_unavailable_version_fails_unless_allowed(tmp_path, toy_builds)
         with pytest.raises(ServingError) as info:
             server.manager.resolve("toy", label="next")
         assert info.value.code == Code.NOT_FOUND
-        assert "Specific(toy, 2)" in info.value.message
+        assert info.value.message == "Servable not found for request: Specific(toy, 2)"
     finally:
         server.stop()
 
 
 @pytest.mark.parametrize("text,fragment", [
-    ("model_config_list { config { name: 'a' base_path: '/x' } config { name: 'a' "
-     "base_path: '/y' } }", "more than once"),
+    ("model_config_list { config { name: 'a' base_path: '/x' model_platform: 'tensorflow' } "
+     "config { name: 'a' base_path: '/y' model_platform: 'tensorflow' } }",
+     "Illegal to list model a multiple times in config list"),
     ("model_config_list { config { name: '../evil' base_path: '/x' } }", "model name"),
     ("model_config_list { config { name: 'a' base_path: '/x' model_platform: 'onnx' } }",
-     "model_platform"),
-    ("model_config_list { config { name: 'a' } }", "base_path is empty"),
+     "Model a requests unsupported platform onnx"),
+    ("model_config_list { config { name: 'a' base_path: '/x' } }",  # TF Serving's own words
+     "Illegal setting neither ModelServerConfig::model_type (deprecated) nor "
+     "ModelServerConfig::model_platform."),
+    ("model_config_list { config { name: 'a' base_path: '/x' model_type: TENSORFLOW "
+     "model_platform: 'tensorflow' } }", "Illegal setting both"),
+    ("model_config_list { config { name: 'a' model_platform: 'tensorflow' } }",
+     "base_path is empty"),
     ("model_config_list { bogus: 1 }", "not a valid text proto"),
 ])
 def test_bad_model_config_files(tmp_path, text, fragment):
+    """Each refused with TF Serving's message where it has one (a config it refuses at start-up
+    is refused here too)."""
     path = tmp_path / "bad.config"
     path.write_text(text)
     with pytest.raises(ConfigError, match=None) as info:

@@ -154,8 +154,11 @@ def test_model_status_lists_versions(rest):
     ]}
     status, body = rest("GET", "/v1/models/toy/versions/1")
     assert [v["version"] for v in body["model_version_status"]] == ["1"]
-    status, body = rest("GET", "/v1/models/toy/labels/canary")
-    assert [v["version"] for v in body["model_version_status"]] == ["2"]
+    # as in TF Serving, a label plays no part in model status: every version, known label or not
+    for path in ("/v1/models/toy/labels/canary", "/v1/models/toy/labels/nolabel"):
+        status, body = rest("GET", path)
+        assert status == 200
+        assert [v["version"] for v in body["model_version_status"]] == ["2", "1"]
 
 
 def test_metadata_has_signature_defs(rest):
@@ -169,6 +172,29 @@ def test_metadata_has_signature_defs(rest):
     assert x["dtype"] == "DT_FLOAT"
     assert [d["size"] for d in x["tensor_shape"]["dim"]] == ["-1", "3"]
     assert set(sigs["serving_default"]["outputs"]) == {"y", "total"}
+    # fields left at their defaults are printed, as TF Serving's always_print_primitive_fields
+    assert x["tensor_shape"] == {"dim": [{"size": "-1", "name": ""}, {"size": "3", "name": ""}],
+                                 "unknown_rank": False}
+    assert sigs["serving_default"]["defaults"] == {}
+
+
+def test_model_names_and_labels_are_percent_decoded(rest):
+    status, body = rest("GET", "/v1/models/t%6fy/versions/1")
+    assert status == 200 and [v["version"] for v in body["model_version_status"]] == ["1"]
+    status, body = rest("POST", "/v1/models/t%6fy/labels/st%61ble:predict",
+                        {"signature_name": "single", "instances": [[1, 1, 1]]})
+    assert (status, body) == (200, {"predictions": [[1.0, 1.0, 1.0]]})
+
+
+def test_verb_and_metadata_are_matched_in_lower_case_only(rest):
+    """TF Serving's route pattern ignores case but its dispatch does not."""
+    status, body = rest("POST", "/v1/models/toy:PREDICT", {"instances": [[1, 2, 3]]})
+    assert (status, body) == (400, {"error": "Malformed request: POST /v1/models/toy:PREDICT"})
+    status, body = rest("GET", "/v1/models/toy/versions/1/METADATA")
+    assert status == 200 and "model_version_status" in body  # model status, not metadata
+    status, body = rest("POST", "/V1/MODELS/toy/versions/1:predict",
+                        {"signature_name": "single", "instances": [[1, 2, 3]]})
+    assert (status, body) == (200, {"predictions": [[1.0, 2.0, 3.0]]})
 
 
 # -- errors ------------------------------------------------------------------------------------
@@ -177,12 +203,28 @@ def test_metadata_has_signature_defs(rest):
      "Servable not found for request: Latest(nope)"),
     ("/v1/models/toy/versions/9:predict", {"instances": [[1, 2, 3]]}, 404,
      "Servable not found for request: Specific(toy, 9)"),
-    ("/v1/models/toy/labels/nolabel:predict", {"instances": [[1, 2, 3]]}, 404,
+    ("/v1/models/toy/labels/nolabel:predict", {"instances": [[1, 2, 3]]}, 400,
      "Unrecognized servable version label: nolabel"),
+    ("/v1/models/nope/labels/stable:predict", {"instances": [[1, 2, 3]]}, 400,
+     "Unrecognized servable version label: stable"),
+    ("/v1/models/toy:predict", {"instances": [[1.5, 2, True]]}, 400,  # NumPy would read 1.0
+     "Failed to process element: 0 of 'instances' list. Error: INVALID_ARGUMENT: JSON Value: "
+     "true Type: True is not of expected type: float"),
+    ("/v1/models/toy:predict", {"inputs": [[1, False, 3]]}, 400,
+     "JSON Value: false Type: False is not of expected type: float"),
+    ("/v1/models/toy:predict", {"signature_name": "multi",
+                                "instances": [{"a": [1.0, True], "b": 1}]}, 400,
+     "Failed to process element: 0 key: a of 'instances' list. Error: INVALID_ARGUMENT: "
+     "JSON Value: true Type: True is not of expected type: float"),
     ("/v1/models/toy:predict", {"instances": [["a", 2, 3]]}, 400,
      'JSON Value: "a" Type: String is not of expected type: float'),
     ("/v1/models/toy:predict", {"instances": [[1, 2]]}, 400, "expects shape [-1,3]"),
-    ("/v1/models/toy:predict", {"instances": [[1, 2, 3], [1, 2]]}, 400, "Expecting shape [3]"),
+    ("/v1/models/toy:predict", {"instances": [[1, 2, 3], [1, 2]]}, 400,  # (a plain list: no key)
+     "Failed to process element: 1 of 'instances' list. Error: INVALID_ARGUMENT: Expecting "
+     "tensor size: 3 but got: 2"),
+    ("/v1/models/toy:predict", {"instances": [[[1, 2, 3]], [[1], [2], [3]]]}, 400,
+     "Failed to process element: 1 of 'instances' list. Error: INVALID_ARGUMENT: Expecting "
+     "shape [1,3] but got: [3,1]"),
     ("/v1/models/toy:predict", {"instances": [[1, 2, 3]], "inputs": [[1, 2, 3]]}, 400,
      "expecting only one of 'inputs' or 'instances'"),
     ("/v1/models/toy:predict", {"foo": 1}, 400, "Missing 'inputs' or 'instances' key"),
@@ -199,6 +241,8 @@ def test_metadata_has_signature_defs(rest):
      "Expected classification signature method_name to be tensorflow/serving/classify"),
     ("/v1/models/toy:classify", {"signature_name": "classify"}, 400,
      "key 'examples' is expected and was not found"),
+    ("/v1/models/toy:classify", {"signature_name": "nosig", "examples": [{"x": [1.0]}]}, 400,
+     "No signature was found with the name: nosig"),
     ("/v1/models/toy/versions/99999999999999999999:predict", {"instances": [1]}, 400,
      "Failed to convert version"),
     ("/v1/models/toy:explode", {}, 400, "Malformed request: POST /v1/models/toy:explode"),
@@ -210,9 +254,20 @@ def test_errors_have_tf_serving_codes_and_messages(rest, path, body, code, fragm
     assert fragment in payload["error"]
 
 
-@pytest.mark.parametrize("raw,fragment", [
+@pytest.mark.parametrize("raw,fragment", [  # rapidjson's messages, as TF Serving gives them
     (b"", "JSON Parse error: The document is empty"),
-    (b"{not json", "JSON Parse error"),
+    (b"  ", "JSON Parse error: The document is empty. at offset: 2"),
+    (b"{not json", "JSON Parse error: Missing a name for object member. at offset: 1"),
+    (b"instances = [1, 2]", "JSON Parse error: Invalid value. at offset: 0"),
+    (b'{"instances": [1 2]}', "JSON Parse error: Missing a comma or ']' after an array "
+                              "element. at offset: 17"),
+    (b'{"a": "[", "b": 1 "c": 2}', "JSON Parse error: Missing a comma or '}' after an object "
+                                   "member. at offset: 18"),
+    (b'{"a" 1}', "JSON Parse error: Missing a colon after a name of object member. at offset: 5"),
+    (b'{"a": 1} 2', "JSON Parse error: The document root must not be followed by other "
+                    "values. at offset: 9"),
+    (b'{"a": "b', "JSON Parse error: Missing a closing quotation mark in string. at offset: 8"),
+    (b'{"a": "\\q"}', "JSON Parse error: Invalid escape character in string. at offset: 7"),
     (b"[1, 2]", "Is not object"),
     (b"\xff\xfe", "JSON Parse error"),
     (b"[" * 100000 + b"]" * 100000, "JSON Parse error"),

@@ -97,9 +97,18 @@ class RestApi:
             if m and m.group(4) in ("classify", "regress", "predict"):  # (the verb's case
                 # counts: TF Serving's route pattern ignores it, its dispatch does not)
                 (model, version, label), api = _model_parts(m), m.group(4)
+                # TF Serving reads the body (for classify and regress, all of it) before it
+                # looks up the model, so a bad body is named before an unknown model
                 doc = json_codec.parse_body(body)
+                name = json_codec.signature_name(doc)
+                if api == "predict":
+                    servable = self.core.resolve(model, _version(version), label)
+                    return 200, "application/json", self._predict(servable, doc)
+                request = (classification_pb2.ClassificationRequest() if api == "classify"
+                           else regression_pb2.RegressionRequest())
+                json_codec.fill_input_from_json(doc, request.input)
                 servable = self.core.resolve(model, _version(version), label)
-                text = getattr(self, "_" + api)(servable, doc)
+                text = getattr(self, "_" + api)(servable, name, request.input)
                 return 200, "application/json", text
             m = _STATUS_RE.fullmatch(path) if method == "GET" else None
             if m:
@@ -156,6 +165,8 @@ class RestApi:
         try:
             fast = json_codec.fast_instances(body)
             doc = json_codec.parse_body(body) if fast is None else None
+            if doc is not None:
+                json_codec.signature_name(doc)  # (checked before the model is looked up)
             servable = self.core.resolve(model, _version(version), label)
             inputs = None
             if fast is not None:
@@ -304,18 +315,12 @@ class RestApi:
         _, outputs = self.core.predict(servable, name, inputs, (), self.timeout_s)
         return json_codec.predict_response(outputs, fmt)
 
-    def _classify(self, servable, doc) -> str:
-        name = json_codec.signature_name(doc)
-        request = classification_pb2.ClassificationRequest()
-        json_codec.fill_input_from_json(doc, request.input)
-        _, result = self.core.classify(servable, name, request.input, None, self.timeout_s)
+    def _classify(self, servable, name: str, input_proto) -> str:
+        _, result = self.core.classify(servable, name, input_proto, None, self.timeout_s)
         return json_codec.classification_json(result)
 
-    def _regress(self, servable, doc) -> str:
-        name = json_codec.signature_name(doc)
-        request = regression_pb2.RegressionRequest()
-        json_codec.fill_input_from_json(doc, request.input)
-        _, result = self.core.regress(servable, name, request.input, None, self.timeout_s)
+    def _regress(self, servable, name: str, input_proto) -> str:
+        _, result = self.core.regress(servable, name, input_proto, None, self.timeout_s)
         return json_codec.regression_json(result)
 
     @staticmethod

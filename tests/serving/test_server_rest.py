@@ -243,6 +243,11 @@ def test_verb_and_metadata_are_matched_in_lower_case_only(rest):
      "key 'examples' is expected and was not found"),
     ("/v1/models/toy:classify", {"signature_name": "nosig", "examples": [{"x": [1.0]}]}, 400,
      "No signature was found with the name: nosig"),
+    # the body is read before the model is looked up: its errors come first
+    ("/v1/models/nope:regress", {"signature_name": "regress"}, 400,
+     "key 'examples' is expected and was not found"),
+    ("/v1/models/nope:predict", {"signature_name": 5, "instances": [1]}, 400,
+     "'signature_name' key must be a string value."),
     ("/v1/models/toy/versions/99999999999999999999:predict", {"instances": [1]}, 400,
      "Failed to convert version"),
     ("/v1/models/toy:explode", {}, 400, "Malformed request: POST /v1/models/toy:explode"),

@@ -517,6 +517,18 @@ def test_integer_beyond_64_bits_is_left_to_the_general_path():
         _general(body, F32)
 
 
+@pytest.mark.parametrize("value,holds", [
+    ([[[1.0], [True]], [[2.0], [3.0]]], True), ([[[1.0], [2.0]], [[2.0], [3.0]]], False),
+    ([1, 2, False], True), ([], False), (True, True), (1.5, False), ([[1, 2], [3, 1]], False),
+])
+def test_holds_bool_looks_at_every_leaf(value, holds):
+    assert json_codec._holds_bool(value) is holds
+    if holds:  # and a float input refuses the array instead of reading true as 1.0
+        assert json_codec._fast_array(value, F32) is None
+        with pytest.raises(ServingError, match="is not of expected type: float"):
+            json_codec.value_to_array(value, F32)
+
+
 @pytest.mark.parametrize("body", [
     b'{"instances": [[1]2]}', b'{"instances": [1[,2],[3,4]]}', b'{"instances": [[1,2],[3]]}',
     b'{"instances": []}', b'{"instances": [[1],[]]}', b'{"instances": [1,,2]}',

@@ -85,8 +85,8 @@ def _parse_error(exc: json.JSONDecodeError) -> str:
         msg = ("Missing a comma or '}' after an object member."
                if _open_bracket(exc.doc, exc.pos) == "{"
                else "Missing a comma or ']' after an array element.")
-    elif exc.msg == "Expecting value" and not exc.doc[exc.pos:].strip():
-        msg = "The document is empty." if not exc.doc.strip() else "Invalid value."
+    elif exc.msg == "Expecting value" and not exc.doc.strip():
+        msg = "The document is empty."
     else:
         msg = _RAPIDJSON_ERRORS.get(exc.msg, exc.msg)
     pos = exc.pos  # rapidjson's offset: where it stopped (Python names a string's start) and

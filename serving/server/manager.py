@@ -122,16 +122,22 @@ class ModelManager:
             finally:
                 self._settle()
 
-    def _check_labels(self, models: list[ModelConfig], current: dict[str, ManagedModel]) -> None:
+    def _label_error(self, cfg: ModelConfig, mm: ManagedModel | None) -> str | None:
+        """TF Serving's message for the first of ``cfg``'s labels that names a version ``mm``
+        (None: a model not loaded yet) has not available, else None."""
         if self._allow_unavailable_labels:
-            return
-        for cfg in models:
-            mm = current.get(cfg.name)
-            for _, v in cfg.labels:
-                if mm is None or v not in mm.available:
-                    raise failed_precondition(
-                        f"Request to assign label to version {v} of model {cfg.name}, which is "
+            return None
+        for _, v in cfg.labels:
+            if mm is None or v not in mm.available:
+                return (f"Request to assign label to version {v} of model {cfg.name}, which is "
                         f"not currently available for inference")
+        return None
+
+    def _check_labels(self, models: list[ModelConfig], current: dict[str, ManagedModel]) -> None:
+        for cfg in models:
+            error = self._label_error(cfg, current.get(cfg.name))
+            if error is not None:
+                raise failed_precondition(error)
 
     def _check_available(self, names: list[str]) -> None:
         """UNKNOWN, TF Serving's message, when a model of ``names`` has no available version."""
@@ -170,16 +176,11 @@ class ModelManager:
         errors = []
         for cfg in models:
             mm = self._models[cfg.name]
-            labels = dict(cfg.labels)
-            bad = [(k, v) for k, v in labels.items()
-                   if v not in mm.available and not self._allow_unavailable_labels]
-            if bad:
-                _, v = bad[0]
-                errors.append(
-                    f"Request to assign label to version {v} of model {cfg.name}, which is "
-                    f"not currently available for inference")
+            error = self._label_error(cfg, mm)
+            if error is not None:
+                errors.append(error)
             else:
-                mm.labels = labels
+                mm.labels = dict(cfg.labels)
         if errors:
             raise failed_precondition("; ".join(errors))
 

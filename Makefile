@@ -19,7 +19,23 @@ export PYTHONUNBUFFERED ?= 1
 
 .PHONY: install test test-fast train tune serve query bench h2load lint clean
 
+# Debian/Ubuntu packages, best effort, where apt-get can install them (as root); elsewhere a
+# message. $(call apt_install,<command that succeeds when present>,<package>,<what it is for>)
+define apt_install
+	@$(1) >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y -q --no-install-recommends $(2) >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && \
+	      apt-get install -y -q --no-install-recommends $(2) >/dev/null 2>&1; } || \
+	    echo "make: apt-get could not install $(2) ($(3))" >&2; \
+	  else \
+	    echo "make: $(3) is missing (Debian/Ubuntu: $(2); macOS: brew install nghttp2)" >&2; \
+	  fi; }
+endef
+
+# setup.py builds the native gRPC front end where libnghttp2's headers are (else grpcio serves).
 $(STAMP): pyproject.toml constraints.txt setup.py $(wildcard serving/server/*.c serving/server/*.h)
+	$(call apt_install,test -f /usr/include/nghttp2/nghttp2.h,libnghttp2-dev,libnghttp2's headers for the native gRPC front end)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
@@ -54,15 +70,7 @@ bench: $(STAMP) h2load
 # The serving benchmark's load generator (nghttp2's h2load), from Debian/Ubuntu's nghttp2-client
 # where apt-get can install it; elsewhere a message (macOS: brew install nghttp2).
 h2load:
-	@command -v h2load >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get install -y -q --no-install-recommends nghttp2-client >/dev/null 2>&1 || \
-	    { apt-get update -q >/dev/null 2>&1 && \
-	      apt-get install -y -q --no-install-recommends nghttp2-client >/dev/null 2>&1; } || \
-	    echo "make h2load: apt-get could not install nghttp2-client (h2load)" >&2; \
-	  else \
-	    echo "make h2load: install h2load (Debian/Ubuntu: nghttp2-client; macOS: brew install nghttp2)" >&2; \
-	  fi; }
+	$(call apt_install,command -v h2load,nghttp2-client,the serving benchmark's load generator h2load)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -7,10 +7,10 @@ concrete function in this process at batch 1 and batch 32, the way the server ca
 (``serving.server.flat_call.FlatCall``, prebuilt input tensors).
 
 Two servers run as separate processes (``python -m serving``), batching off and on, side by side,
-both with the default REST front end (the native one, where it is built) and TensorFlow's default
-thread pools; beside them, for informational rows, run a server with batching on and
-``--rest_api_front=asyncio`` and one with batching on and one TensorFlow thread per pool
-(``ONE_THREAD_FLAGS``).
+both with the default REST and gRPC front ends (the native ones, where they are built) and
+TensorFlow's default thread pools; beside them, for informational rows, run servers with batching
+on and ``--rest_api_front=asyncio``, with ``--grpc_front=grpcio``, and with one TensorFlow thread
+per pool (``ONE_THREAD_FLAGS``).
 The load generator is ``h2load`` (nghttp2's native load generator, ``benchmarks/h2load.py``): C,
 one thread, about 10–60 µs of CPU per request, where asyncio clients in Python spend about
 0.2 ms per gRPC call on the same two cores and so measure themselves too. Closed loop: each client
@@ -41,7 +41,8 @@ Rows (ratio = candidate / baseline):
   batch 1 vs 32; the ceiling of a do-nothing
   ``grpc.aio`` Predict server and of a do-nothing REST server (this package's default REST front
   end, no JSON) at 32 clients; 32-client REST throughput (batching on) with the native front end
-  vs the asyncio one (where the native one is built); the server with ``ONE_THREAD_FLAGS``
+  vs the asyncio one, and gRPC throughput with the native front end vs grpcio's (where the
+  native ones are built); the server with ``ONE_THREAD_FLAGS``
   against the default one (REST, batching on: 32-client throughput, also against in-process
   batch 32; 1-client p50; CPU per image); every measured throughput with p50/p99;
   and, for gRPC and REST at 32 clients with batching on, the CPU time the server and h2load
@@ -68,7 +69,7 @@ import numpy as np
 
 from benchmarks import h2load
 from benchmarks.common import Row
-from serving.server import native_http
+from serving.server import native_grpc, native_http
 
 MODEL = "lenet5_bench"
 # Server-side batching for the "batching on" runs (TF Serving's BatchingParameters text proto).
@@ -604,6 +605,10 @@ def measure(quick: bool) -> dict:
         if native_http.available():
             _, asyncio_port, _ = stack.enter_context(
                 server_process(base, True, root, rest_front="asyncio"))
+        grpcio_port = None  # the gRPC front end the default replaced, for comparison
+        if native_grpc.available():
+            grpcio_port, _, _ = stack.enter_context(server_process(
+                base, True, root, extra_flags=("--grpc_front=grpcio",), name="-grpcio"))
         _, one_thread_port, one_thread_pid = stack.enter_context(
             server_process(base, True, root, extra_flags=ONE_THREAD_FLAGS, name="-one-thread"))
         results["one_client"] = interleaved_one_client(model, gen, pygen, servers[False],
@@ -627,6 +632,9 @@ def measure(quick: bool) -> dict:
             if asyncio_port is not None:
                 lat.setdefault(("rest_asyncio", True, 32), []).extend(gen.latencies(
                     "rest", asyncio_port, 32, seconds / rounds, warmup=0.5))
+            if grpcio_port is not None:
+                lat.setdefault(("grpc_grpcio", True, 32), []).extend(gen.latencies(
+                    "grpc", grpcio_port, 32, seconds / rounds, warmup=0.5))
             for clients in (1, 32):
                 lat.setdefault(("rest_one_thread", True, clients), []).extend(gen.latencies(
                     "rest", one_thread_port, clients, seconds / rounds, warmup=0.5))
@@ -712,8 +720,8 @@ def rows(quick: bool) -> list[Row]:
         Row("serving (info): in-process batch 1 vs batch 32 throughput",
             "in-process b1 img/s", "in-process b32 img/s", inproc[1]["images_per_s"],
             b32, "img/s", ">= 0.0"),
-        Row("serving (info): do-nothing gRPC Predict server (no model, no decoding), 32 clients,"
-            " vs in-process batch 32", "do-nothing req/s", "in-process b32 img/s",
+        Row("serving (info): do-nothing grpc.aio Predict server (no model, no decoding), 32 "
+            "clients, vs in-process batch 32", "do-nothing req/s", "in-process b32 img/s",
             r[("noop", "grpc")]["throughput"], b32, "req/s", ">= 0.0"),
         Row("serving (info): do-nothing REST server (the default front end, no model, no "
             "JSON), 32 clients,"
@@ -726,6 +734,12 @@ def rows(quick: bool) -> list[Row]:
             "I/O thread, the default) vs --rest_api_front=asyncio (the event loop)",
             "native", "asyncio", r[("rest", True, 32)]["throughput"],
             r[("rest_asyncio", True, 32)]["throughput"], "img/s", ">= 0.0"))
+    if ("grpc_grpcio", True, 32) in r:
+        out.append(Row(
+            "serving (info): 32 clients gRPC throughput (batching on), the native front end (C "
+            "I/O thread with libnghttp2, the default) vs --grpc_front=grpcio (grpc.aio)",
+            "native", "grpcio", r[("grpc", True, 32)]["throughput"],
+            r[("grpc_grpcio", True, 32)]["throughput"], "img/s", ">= 0.0"))
     one_thread = " ".join(ONE_THREAD_FLAGS)
     out += [
         Row(f"serving (info): 32 clients REST (batching on), server with {one_thread}, vs "

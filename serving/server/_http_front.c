@@ -57,6 +57,7 @@
 
 #include "_buf.h"
 #include "_dense_core.h"
+#include "_listen.h"
 
 #define MAX_LINE 65536
 #define MAX_HEAD 65536
@@ -782,40 +783,10 @@ static int Front_init(Front *f, PyObject *args, PyObject *kwds) {
     f->max_body = max_body;
     f->fast_body = fast_body;
     f->idle_timeout = idle;
-    struct addrinfo hints = {.ai_family = strchr(host, ':') ? AF_INET6 : AF_INET,
-                             .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
-    struct addrinfo *found = NULL;
-    char service[16];
-    snprintf(service, sizeof service, "%d", port);
-    int rc = getaddrinfo(host, service, &hints, &found);
-    if (rc != 0) {
-        PyErr_Format(PyExc_OSError, "cannot resolve %s: %s", host, gai_strerror(rc));
+    int fd = listen_on(host, port, &f->port);
+    if (fd < 0)
         return -1;
-    }
-    int fd = socket(found->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int one = 1;
-    if (fd >= 0) {
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (found->ai_family == AF_INET6)
-            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-    }
-    if (fd < 0 || bind(fd, found->ai_addr, found->ai_addrlen) < 0 || listen(fd, 256) < 0) {
-        int err = errno;
-        freeaddrinfo(found);
-        if (fd >= 0)
-            close(fd);
-        errno = err;
-        PyErr_Format(PyExc_OSError, "[Errno %d] error while attempting to bind on address "
-                     "('%s', %d): %s", err, host, port, strerror(err));
-        return -1;
-    }
-    freeaddrinfo(found);
     f->listen_fd = fd;
-    struct sockaddr_storage addr;
-    socklen_t addr_len = sizeof addr;
-    getsockname(fd, (struct sockaddr *)&addr, &addr_len);
-    f->port = ntohs(addr.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&addr)->sin6_port
-                                               : ((struct sockaddr_in *)&addr)->sin_port);
     f->ep = epoll_create1(EPOLL_CLOEXEC);
     f->ready_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     f->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

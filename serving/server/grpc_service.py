@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 import grpc
+import numpy as np
 from google.protobuf import message_factory
 from google.protobuf.message import DecodeError
 from tensorflow_serving.apis import (
@@ -124,6 +125,14 @@ class _Base:
 
 
 class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceServicer):
+    """``gather_on_loop``: requests reach the loop in bursts (the native front end), so with
+    batching on the loop may run their batch itself (``BatchScheduler.run_async``); ``grpcio``
+    hands the loop one call at a time, so its requests wake a batch thread instead."""
+
+    def __init__(self, core: ServingCore, executor, *, gather_on_loop: bool = False):
+        super().__init__(core, executor)
+        self.gather_on_loop = gather_on_loop
+
     async def Predict(self, request, context):
         if request.ByteSize() > LOOP_REQUEST_BYTES:
             return await self._call("predict", request, context, self._predict)
@@ -143,9 +152,102 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
         inputs = {k: to_ndarray(v, k) for k, v in request.inputs.items()}
         sig, outputs = await self.core.predict_async(
             servable, request.model_spec.signature_name, inputs, request.output_filter,
-            timeout_s, self.executor)
+            timeout_s, self.executor, gather_on_loop=self.gather_on_loop)
         return await encode_outputs(outputs, self.executor, self._response, servable, sig,
                                     outputs)
+
+    # -- bursts from the native front end --------------------------------------------------------
+    async def predict_many(self, messages: list[bytes],
+                           timeouts: list[float | None]) -> list[bytes | ServingError | None]:
+        """Answers to several serialized ``PredictRequest``s that arrived together (the native
+        front end's burst): with batching on, requests to one servable, signature and output
+        filter whose inputs have the same names, dtypes and inner shapes merge into tasks of up
+        to ``max_batch_size`` rows (one batch-scheduler task and one model output for all of
+        them). Each answer is a serialized ``PredictResponse``, a ``ServingError`` that each
+        request would have met as well (a deadline, a full queue), or None: that request takes
+        the general path (:meth:`Predict`), as does every request where the merged path does
+        not apply (batching off, a request that does not parse or resolve, a merged task failing
+        otherwise), so its answer and error are exactly that path's."""
+        answers: list = [None] * len(messages)
+        if self.core.batcher is None:
+            return answers
+        groups: dict[tuple, list] = {}
+        for k, raw in enumerate(messages):
+            member = self._mergeable(raw)
+            if member is not None:
+                groups.setdefault(member[0], []).append((k, *member[1:]))
+        limit = self.core.batcher.config.max_batch_size
+        chunks = []
+        for members in groups.values():
+            first, rows = 0, 0
+            for j, member in enumerate(members):
+                if j > first and rows + member[4] > limit:
+                    chunks.append(members[first:j])
+                    first, rows = j, 0
+                rows += member[4]
+            chunks.append(members[first:])
+        await asyncio.gather(*(self._predict_chunk(chunk, answers, timeouts) for chunk in chunks))
+        return answers
+
+    def _mergeable(self, raw: bytes):
+        """(group key, servable, request, inputs, rows) of a request the merged path takes, or
+        None."""
+        if len(raw) > LOOP_REQUEST_BYTES:
+            return None
+        try:
+            request = predict_pb2.PredictRequest.FromString(raw)
+            if not request.HasField("model_spec") or not request.inputs:
+                return None
+            servable = self.core.resolve_spec(request.model_spec)
+            inputs = {k: to_ndarray(v, k) for k, v in request.inputs.items()}
+        except Exception:  # noqa: BLE001 - the general path names the error
+            return None
+        rows = {a.shape[0] if a.ndim else -1 for a in inputs.values()}
+        if len(rows) != 1 or -1 in rows:
+            return None
+        key = (id(servable), request.model_spec.signature_name, tuple(request.output_filter),
+               tuple((k, a.dtype.str, a.shape[1:]) for k, a in sorted(inputs.items())))
+        return key, servable, request, inputs, rows.pop()
+
+    async def _predict_chunk(self, chunk: list, answers: list, timeouts: list) -> None:
+        start = time.perf_counter()
+        _, servable, request, inputs, _ = chunk[0]
+        merged = inputs if len(chunk) == 1 else {
+            alias: np.concatenate([member[3][alias] for member in chunk]) for alias in inputs}
+        waits = [timeouts[member[0]] for member in chunk]
+        timeout_s = None if None in waits else max(waits)
+        try:
+            sig, outputs = await self.core.predict_async(
+                servable, request.model_spec.signature_name, merged, request.output_filter,
+                timeout_s, self.executor, gather_on_loop=self.gather_on_loop,
+                requests=len(chunk))
+            rows = sum(member[4] for member in chunk)
+            if not outputs or any(v.ndim == 0 or v.shape[0] != rows for v in outputs.values()):
+                return  # not one output row per input row: each request on its own
+            responses = await encode_outputs(outputs, self.executor, self._responses, servable,
+                                             sig, outputs, [member[4] for member in chunk])
+        except ServingError as exc:
+            if exc.code not in (Code.DEADLINE_EXCEEDED, Code.UNAVAILABLE):
+                return
+            responses, status = [exc] * len(chunk), exc.code.name
+        except Exception:  # noqa: BLE001 - the general path answers each request
+            return
+        else:
+            status = "OK"
+        latency_us = (time.perf_counter() - start) * 1e6
+        for member, response in zip(chunk, responses, strict=True):
+            answers[member[0]] = response
+            self.core.metrics.record(servable.name, "predict", "GRPC", status, latency_us)
+
+    @classmethod
+    def _responses(cls, servable, sig, outputs, rows: list[int]) -> list[bytes]:
+        """Serialized responses for consecutive requests of ``rows`` rows each."""
+        responses, start = [], 0
+        for n in rows:
+            part = {k: v[start:start + n] for k, v in outputs.items()}
+            responses.append(cls._response(servable, sig, part).SerializeToString())
+            start += n
+        return responses
 
     @staticmethod
     def _response(servable, sig, outputs) -> predict_pb2.PredictResponse:
@@ -229,23 +331,47 @@ class ModelServicer(_Base, model_service_pb2_grpc.ModelServiceServicer):
         return resp
 
 
-def service_handler(service, servicer) -> grpc.GenericRpcHandler:
-    """The handler of every unary method of ``service`` (a ServiceDescriptor) on ``servicer``.
+def unary_methods(service, servicer) -> dict[str, tuple[Callable, Callable]]:
+    """Every unary method of ``service`` (a ServiceDescriptor) on ``servicer``, by gRPC path
+    (``/package.Service/Method``) → (``handle(raw, context)`` coroutine, response serializer).
 
-    What the generated ``add_*Servicer_to_server`` registers, except that each method receives
-    the request's bytes and parses them itself: a request that is not a valid protobuf message
-    ends with ``INTERNAL``, as in TF Serving (gRPC C++ answers a request it cannot parse so),
-    instead of ``grpcio``'s ``UNKNOWN`` "Unexpected <class 'DecodeError'>".
+    Each ``handle`` parses the request's bytes itself: a request that is not a valid protobuf
+    message ends with ``INTERNAL``, as in TF Serving (gRPC C++ answers a request it cannot parse
+    so), instead of ``grpcio``'s ``UNKNOWN`` "Unexpected <class 'DecodeError'>".
     """
-    handlers = {}
+    methods = {}
     for method in service.methods:
         request_class = message_factory.GetMessageClass(method.input_type)
         response_class = message_factory.GetMessageClass(method.output_type)
-        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+        methods[f"/{service.full_name}/{method.name}"] = (
             _parsing(getattr(servicer, method.name), request_class),
-            request_deserializer=None,
-            response_serializer=response_class.SerializeToString)
-    return grpc.method_handlers_generic_handler(service.full_name, handlers)
+            response_class.SerializeToString)
+    return methods
+
+
+def serving_methods(core: ServingCore, reload_config, executor, *, gather_on_loop: bool = False
+                    ) -> tuple[dict[str, tuple[Callable, Callable]], PredictionServicer]:
+    """(:func:`unary_methods` of ``PredictionService`` and ``ModelService``, the
+    ``PredictionServicer``; ``gather_on_loop``: see :class:`PredictionServicer`)."""
+    predictions = PredictionServicer(core, executor, gather_on_loop=gather_on_loop)
+    methods = {
+        **unary_methods(prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"],
+                        predictions),
+        **unary_methods(model_service_pb2.DESCRIPTOR.services_by_name["ModelService"],
+                        ModelServicer(core, reload_config, executor)),
+    }
+    return methods, predictions
+
+
+def generic_handlers(methods: dict[str, tuple[Callable, Callable]]) -> list:
+    """``grpcio`` handlers of ``methods`` (:func:`serving_methods`), one per service."""
+    services: dict[str, dict] = {}
+    for path, (handle, serialize) in methods.items():
+        service, name = path[1:].split("/")
+        services.setdefault(service, {})[name] = grpc.unary_unary_rpc_method_handler(
+            handle, request_deserializer=None, response_serializer=serialize)
+    return [grpc.method_handlers_generic_handler(service, handlers)
+            for service, handlers in services.items()]
 
 
 def _parsing(method, request_class):
@@ -271,12 +397,8 @@ async def start_grpc_server(core: ServingCore, reload_config, executor, *, addre
         ("grpc.so_reuseport", 0),
     ]
     server = grpc.aio.server(options=options, maximum_concurrent_rpcs=max_concurrent_rpcs)
-    server.add_generic_rpc_handlers((
-        service_handler(prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"],
-                        PredictionServicer(core, executor)),
-        service_handler(model_service_pb2.DESCRIPTOR.services_by_name["ModelService"],
-                        ModelServicer(core, reload_config, executor)),
-    ))
+    methods, _ = serving_methods(core, reload_config, executor)
+    server.add_generic_rpc_handlers(generic_handlers(methods))
     host = f"[{address}]" if ":" in address else address
     try:
         bound = server.add_insecure_port(f"{host}:{port}")

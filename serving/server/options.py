@@ -51,6 +51,7 @@ class ServerOptions:
     grpc_max_message_bytes: int = 256 * 1024 * 1024
     rest_api_idle_timeout_seconds: float = 30.0
     rest_api_front: str = "native"
+    grpc_front: str = "native"
     python_gc_freeze: bool = True
 
     def validate(self) -> ServerOptions:
@@ -77,6 +78,8 @@ class ServerOptions:
         if self.rest_api_front not in ("native", "asyncio"):
             raise FlagError(f"--rest_api_front must be native or asyncio, got "
                             f"{self.rest_api_front!r}")
+        if self.grpc_front not in ("native", "grpcio"):
+            raise FlagError(f"--grpc_front must be native or grpcio, got {self.grpc_front!r}")
         if self.batching_parameters_file and not self.enable_batching:
             raise FlagError("--batching_parameters_file requires --enable_batching")
         return self
@@ -128,6 +131,9 @@ _HELP = {
     "rest_api_front": "deepline extension: who serves REST connections: native (a C I/O "
                       "thread, the default where it is built; else asyncio) or asyncio (the "
                       "event loop).",
+    "grpc_front": "deepline extension: who serves gRPC connections: native (HTTP/2 on a C I/O "
+                  "thread with libnghttp2, the default where it is built; else grpcio) or "
+                  "grpcio (grpcio's asyncio server).",
     "python_gc_freeze": "deepline extension: after model loads and unloads, move the objects "
                         "then alive out of Python's cyclic garbage collector (gc.freeze), so its "
                         "full collections skip them (with TensorFlow loaded, about 200 ms each, "

@@ -26,18 +26,19 @@ out of the garbage collector's way (:mod:`~serving.server.heap`, ``--python_gc_f
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from serving.server import config as cfg
-from serving.server import native_http
+from serving.server import native_grpc, native_http
 from serving.server.aio_http import AsyncHttpServer, EventLoopThread
 from serving.server.batching import BatchScheduler
 from serving.server.core import ServingCore
 from serving.server.errors import invalid_argument
-from serving.server.grpc_service import start_grpc_server
+from serving.server.grpc_service import serving_methods, start_grpc_server
 from serving.server.heap import HEAP
 from serving.server.manager import ModelManager
 from serving.server.metrics import Metrics
@@ -73,6 +74,7 @@ class ModelServer:
         self.grpc_port = 0
         self.rest_port = 0
         self.rest_front = ""  # "native" or "asyncio" once the REST server runs
+        self.grpc_front = ""  # "native" or "grpcio" once the gRPC server runs
 
     # -- configuration ---------------------------------------------------------------------------
     def initial_models(self) -> list[cfg.ModelConfig]:
@@ -101,11 +103,9 @@ class ModelServer:
         self.manager.set_config(self.initial_models())
         self._loop = EventLoopThread("deepline-server-loop")
         grpc_pool = self._pool(o.grpc_threads, "deepline-grpc-worker")
-        self._grpc, self.grpc_port = self._loop.run(start_grpc_server(
-            self.core, self.reload_config, grpc_pool, address=o.bind_address, port=o.port,
-            max_message_bytes=o.grpc_max_message_bytes,
-            max_concurrent_rpcs=max(1024, 4 * o.grpc_threads)))
-        log.info("Running gRPC ModelServer at %s:%d ...", o.bind_address, self.grpc_port)
+        self._grpc, self.grpc_port = self._loop.run(self._grpc_server(grpc_pool))
+        log.info("Running gRPC ModelServer at %s:%d (%s connections) ...", o.bind_address,
+                 self.grpc_port, self.grpc_front)
         if o.rest_api_port > 0:
             api = RestApi(self.core, timeout_s=o.rest_api_timeout_in_ms / 1000.0,
                           metrics_path=(self.monitoring.prometheus_path
@@ -121,6 +121,31 @@ class ModelServer:
                                                    name="deepline-config-poller", daemon=True)
             self._config_thread.start()
         return self
+
+    async def _grpc_server(self, pool: ThreadPoolExecutor):
+        """The gRPC server ``--grpc_front`` asks for (grpcio where native is not built), started
+        on the loop → (server, bound port)."""
+        o = self.options
+        if o.grpc_front == "native":
+            if native_grpc.available():
+                self.grpc_front = "native"
+                methods, predicts = serving_methods(self.core, self.reload_config, pool,
+                                                    gather_on_loop=True)
+                server = native_grpc.NativeGrpcServer(
+                    methods, asyncio.get_running_loop(), predict_many=predicts.predict_many,
+                    max_message_bytes=o.grpc_max_message_bytes)
+                try:
+                    return server, await server.start(o.bind_address, o.port)
+                except OSError as exc:
+                    raise OSError(f"could not bind gRPC port {o.port} on {o.bind_address}: "
+                                  f"{exc}") from None
+            log.warning("--grpc_front=native: serving.server._grpc_front is not built; grpcio "
+                        "serves gRPC")
+        self.grpc_front = "grpcio"
+        return await start_grpc_server(
+            self.core, self.reload_config, pool, address=o.bind_address, port=o.port,
+            max_message_bytes=o.grpc_max_message_bytes,
+            max_concurrent_rpcs=max(1024, 4 * o.grpc_threads))
 
     def _rest_server(self, api: RestApi):
         """The REST front end ``--rest_api_front`` asks for (asyncio where native is not

@@ -177,6 +177,13 @@ def start_batching_server(root, toy_builds, parameters: str, *flags: str) -> Mod
 @pytest.fixture(scope="module")
 def main_server(tmp_path_factory, toy_builds, clf_base):
     """toy (versions 1 and 2, policy all, labels stable→1 canary→2) and clf, metrics on."""
+    server = start_main_server(tmp_path_factory, toy_builds, clf_base)
+    yield server
+    server.stop()
+
+
+def start_main_server(tmp_path_factory, toy_builds, clf_base, *flags: str) -> ModelServer:
+    """The ``main_server`` fixture's server, with more ``flags``."""
     root = tmp_path_factory.mktemp("main_models")
     toy = make_base(root, "toy", toy_builds, [1, 2])
     config = root / "models.config"
@@ -194,10 +201,8 @@ model_config_list {{
     monitoring = root / "monitoring.config"
     monitoring.write_text(
         'prometheus_config { enable: true, path: "/monitoring/prometheus/metrics" }')
-    server = start_server([f"--model_config_file={config}",
-                           f"--monitoring_config_file={monitoring}"])
-    yield server
-    server.stop()
+    return start_server([f"--model_config_file={config}",
+                         f"--monitoring_config_file={monitoring}", *flags])
 
 
 @pytest.fixture(scope="module")

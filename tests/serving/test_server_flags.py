@@ -49,6 +49,8 @@ def test_flag_syntaxes():
     (["--model_base_path=/m", "--batching_parameters_file=/b"], "requires --enable_batching"),
     (["--model_base_path=/m", "--rest_api_front=uvicorn"],
      "--rest_api_front must be native or asyncio, got 'uvicorn'"),
+    (["--model_base_path=/m", "--grpc_front=h2"],
+     "--grpc_front must be native or grpcio, got 'h2'"),
 ])
 def test_bad_command_lines(argv, fragment):
     with pytest.raises(FlagError) as info:

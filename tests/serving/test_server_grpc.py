@@ -1,4 +1,5 @@
-"""gRPC conformance with the official tensorflow-serving-api stubs."""
+"""gRPC conformance with the official tensorflow-serving-api stubs, on both gRPC front ends: the
+native one (C I/O thread with libnghttp2, where built) and grpcio's server."""
 
 from __future__ import annotations
 
@@ -16,7 +17,20 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from tests.serving.conftest import np_close
+from serving.server import native_grpc
+from tests.serving.conftest import np_close, start_main_server
+
+FRONTS = ["native", "grpcio"] if native_grpc.available() else ["grpcio"]
+
+
+@pytest.fixture(scope="module", params=FRONTS)
+def main_server(request, tmp_path_factory, toy_builds, clf_base):
+    """conftest's ``main_server`` with ``--grpc_front`` set to each front end in turn."""
+    server = start_main_server(tmp_path_factory, toy_builds, clf_base,
+                               f"--grpc_front={request.param}")
+    assert server.grpc_front == request.param
+    yield server
+    server.stop()
 
 
 def _predict(stub, inputs, *, name="toy", version=None, label=None, signature="",
@@ -202,6 +216,47 @@ def test_unparseable_request_message_is_internal(main_server, grpc_stubs, method
     pred, _ = grpc_stubs  # the server goes on serving
     out = _predict(pred, {"x": np.ones((1, 3), np.float32)})
     assert out.model_spec.name == "toy"
+
+
+def test_unknown_method_is_unimplemented(main_server):
+    with grpc.insecure_channel(f"127.0.0.1:{main_server.grpc_port}") as channel:
+        for method in ("/tensorflow.serving.PredictionService/Nope", "/no.Such/Service"):
+            call = channel.unary_unary(method)
+            assert _error(lambda c=call: c(b"", timeout=30)) == (
+                grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
+
+
+@pytest.mark.parametrize("compression", [grpc.Compression.Gzip, grpc.Compression.Deflate])
+def test_compressed_requests_are_answered(main_server, compression):
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    x = np.arange(300, dtype=np.float32).reshape(100, 3)  # compressible enough to be compressed
+    with grpc.insecure_channel(f"127.0.0.1:{main_server.grpc_port}",
+                               compression=compression) as channel:
+        resp = _predict(prediction_service_pb2_grpc.PredictionServiceStub(channel), {"x": x},
+                        version=1)
+    assert np_close(tf.make_ndarray(resp.outputs["y"]), x)
+    assert np_close(resp.outputs["total"].float_val, x.sum(axis=1))
+
+
+def test_concurrent_calls_on_one_channel_each_get_their_own_answer(grpc_stubs):
+    pred, _ = grpc_stubs
+    futures = []
+    for k in range(48):
+        req = predict_pb2.PredictRequest()
+        req.model_spec.name = "toy"
+        req.model_spec.version.value = 1
+        if k % 8 == 7:  # a bad request among good ones: its own error, nobody else's
+            req.inputs["nope"].CopyFrom(tf.make_tensor_proto(np.ones((1, 3), np.float32)))
+        else:
+            req.inputs["x"].CopyFrom(tf.make_tensor_proto(np.full((1, 3), k, np.float32)))
+        futures.append(pred.Predict.future(req, timeout=30))
+    for k, future in enumerate(futures):
+        if k % 8 == 7:
+            assert future.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "nope" in future.details()
+        else:
+            assert list(future.result().outputs["total"].float_val) == [3.0 * k]
 
 
 def _examples(req, rows, key="x"):
@@ -449,3 +504,4 @@ def test_reload_config_refusals_change_nothing(tmp_path, toy_builds):
     finally:
         channel.close()
         server.stop()
+

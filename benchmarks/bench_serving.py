@@ -8,9 +8,11 @@ concrete function in this process at batch 1 and batch 32, the way the server ca
 
 Two servers run as separate processes (``python -m serving``), batching off and on, side by side,
 both with the default REST and gRPC front ends (the native ones, where they are built) and
-TensorFlow's default thread pools; beside them, for informational rows, run servers with batching
-on and ``--rest_api_front=asyncio``, with ``--grpc_front=grpcio``, and with one TensorFlow thread
-per pool (``ONE_THREAD_FLAGS``).
+TensorFlow's default thread pools (batching on: ``BATCHING_PARAMETERS``, ``max_batch_size`` 32
+and ``batch_timeout_micros`` 1000, the value TF Serving's batching guide suggests); beside them,
+for informational rows, run servers with batching on and ``--rest_api_front=asyncio``, with
+``--grpc_front=grpcio``, with ``batch_timeout_micros`` 0, and with one TensorFlow thread per pool
+(``ONE_THREAD_FLAGS``).
 The load generator is ``h2load`` (nghttp2's native load generator, ``benchmarks/h2load.py``): C,
 one thread, about 10–60 µs of CPU per request, where asyncio clients in Python spend about
 0.2 ms per gRPC call on the same two cores and so measure themselves too. Closed loop: each client
@@ -42,7 +44,8 @@ Rows (ratio = candidate / baseline):
   ``grpc.aio`` Predict server and of a do-nothing REST server (this package's default REST front
   end, no JSON) at 32 clients; 32-client REST throughput (batching on) with the native front end
   vs the asyncio one, and gRPC throughput with the native front end vs grpcio's (where the
-  native ones are built); the server with ``ONE_THREAD_FLAGS``
+  native ones are built); 32-client throughput with ``batch_timeout_micros`` 1000 vs 0; the
+  server with ``ONE_THREAD_FLAGS``
   against the default one (REST, batching on: 32-client throughput, also against in-process
   batch 32; 1-client p50; CPU per image); every measured throughput with p50/p99;
   and, for gRPC and REST at 32 clients with batching on, the CPU time the server and h2load
@@ -73,8 +76,15 @@ from serving.server import native_grpc, native_http
 
 MODEL = "lenet5_bench"
 # Server-side batching for the "batching on" runs (TF Serving's BatchingParameters text proto).
-BATCHING_PARAMETERS = ("max_batch_size { value: 32 }\nbatch_timeout_micros { value: 0 }\n"
-                       "max_enqueued_batches { value: 1000 }\nnum_batch_threads { value: 1 }\n")
+# batch_timeout_micros: 1 ms, the value TF Serving's batching guide suggests ("slightly above
+# zero, e.g. 1 millisecond, tends to smooth out batch sizes"): 32 clients' requests arriving over
+# a millisecond or so make one batch, where with 0 the first ones run as soon as the loop goes
+# quiet. An informational server runs BATCHING_PARAMETERS_NO_WAIT (0) beside it.
+BATCH_TIMEOUT_MICROS = 1000
+_BATCHING = ("max_batch_size {{ value: 32 }}\nbatch_timeout_micros {{ value: {} }}\n"
+             "max_enqueued_batches {{ value: 1000 }}\nnum_batch_threads {{ value: 1 }}\n")
+BATCHING_PARAMETERS = _BATCHING.format(BATCH_TIMEOUT_MICROS)
+BATCHING_PARAMETERS_NO_WAIT = _BATCHING.format(0)
 
 # The tuned server of the informational rows: one intra-op and one inter-op thread. On a 2-core
 # machine TensorFlow's default pools (a thread per core each) spin and hand work between threads
@@ -509,17 +519,19 @@ def noop_servers():
 
 @contextlib.contextmanager
 def server_process(base: str, batching: bool, root: str, rest_front: str = "native",
-                   extra_flags: tuple[str, ...] = (), name: str = ""):
+                   extra_flags: tuple[str, ...] = (), name: str = "",
+                   parameters: str = BATCHING_PARAMETERS):
     """A server on free ports; ``rest_front``: its ``--rest_api_front``; ``extra_flags``: more
-    flags; ``name``: a suffix for its log's name."""
+    flags; ``name``: a suffix for its log's and batching file's names; ``parameters``: its
+    batching parameters (with ``batching``)."""
     grpc_port, rest_port = _free_port(), _free_port()
     args = [sys.executable, "-m", "serving", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
             f"--model_name={MODEL}", f"--model_base_path={base}",
             "--file_system_poll_wait_seconds=0", f"--rest_api_front={rest_front}", *extra_flags]
     if batching:
-        params = os.path.join(root, "batching.config")
+        params = os.path.join(root, f"batching{name}.config")
         with open(params, "w") as f:
-            f.write(BATCHING_PARAMETERS)
+            f.write(parameters)
         args += ["--enable_batching", f"--batching_parameters_file={params}"]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     log_path = os.path.join(root, f"server-batching-{'on' if batching else 'off'}-"
@@ -605,6 +617,8 @@ def measure(quick: bool) -> dict:
         if native_http.available():
             _, asyncio_port, _ = stack.enter_context(
                 server_process(base, True, root, rest_front="asyncio"))
+        no_wait = stack.enter_context(server_process(
+            base, True, root, name="-no-wait", parameters=BATCHING_PARAMETERS_NO_WAIT))
         grpcio_port = None  # the gRPC front end the default replaced, for comparison
         if native_grpc.available():
             grpcio_port, _, _ = stack.enter_context(server_process(
@@ -635,6 +649,9 @@ def measure(quick: bool) -> dict:
             if grpcio_port is not None:
                 lat.setdefault(("grpc_grpcio", True, 32), []).extend(gen.latencies(
                     "grpc", grpcio_port, 32, seconds / rounds, warmup=0.5))
+            for protocol, port in (("grpc", no_wait[0]), ("rest", no_wait[1])):
+                lat.setdefault((f"{protocol}_no_wait", True, 32), []).extend(gen.latencies(
+                    protocol, port, 32, seconds / rounds, warmup=0.5))
             for clients in (1, 32):
                 lat.setdefault(("rest_one_thread", True, clients), []).extend(gen.latencies(
                     "rest", one_thread_port, clients, seconds / rounds, warmup=0.5))
@@ -740,6 +757,12 @@ def rows(quick: bool) -> list[Row]:
             "I/O thread with libnghttp2, the default) vs --grpc_front=grpcio (grpc.aio)",
             "native", "grpcio", r[("grpc", True, 32)]["throughput"],
             r[("grpc_grpcio", True, 32)]["throughput"], "img/s", ">= 0.0"))
+    for protocol, label in (("grpc", "gRPC"), ("rest", "REST")):
+        out.append(Row(
+            f"serving (info): 32 clients {label} throughput (batching on), batch_timeout_micros "
+            f"{BATCH_TIMEOUT_MICROS} (the benchmark's) vs 0", f"{BATCH_TIMEOUT_MICROS} µs",
+            "0 µs", r[(protocol, True, 32)]["throughput"],
+            r[(f"{protocol}_no_wait", True, 32)]["throughput"], "img/s", ">= 0.0"))
     one_thread = " ".join(ONE_THREAD_FLAGS)
     out += [
         Row(f"serving (info): 32 clients REST (batching on), server with {one_thread}, vs "

@@ -19,14 +19,14 @@ export PYTHONUNBUFFERED ?= 1
 
 .PHONY: install test test-fast train tune serve query bench h2load lint clean
 
-# Debian/Ubuntu packages, best effort, where apt-get can install them (as root); elsewhere a
-# message. $(call apt_install,<command that succeeds when present>,<package>,<what it is for>)
+# Debian/Ubuntu packages, best effort, where apt-get can install them (as root, each step at most
+# 5 minutes); elsewhere a message. $(call apt_install,<command that succeeds when present>,<package>,<what it is for>)
 define apt_install
 	@$(1) >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get install -y -q --no-install-recommends $(2) >/dev/null 2>&1 || \
-	    { apt-get update -q >/dev/null 2>&1 && \
-	      apt-get install -y -q --no-install-recommends $(2) >/dev/null 2>&1; } || \
+	    timeout 300 apt-get install -y -q --no-install-recommends $(2) >/dev/null 2>&1 || \
+	    { timeout 300 apt-get update -q >/dev/null 2>&1 && \
+	      timeout 300 apt-get install -y -q --no-install-recommends $(2) >/dev/null 2>&1; } || \
 	    echo "make: apt-get could not install $(2) ($(3))" >&2; \
 	  else \
 	    echo "make: $(3) is missing (Debian/Ubuntu: $(2); macOS: brew install nghttp2)" >&2; \

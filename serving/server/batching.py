@@ -15,18 +15,19 @@ task its slice of every output.
 - Callers either block (:meth:`BatchScheduler.run`, a thread per request) or await
   (:meth:`BatchScheduler.run_async`, from an event loop): a finished batch resolves the awaiting
   callers' futures with one ``call_soon_threadsafe`` per loop, not one wake-up per request.
-- ``gather_on_loop=True`` (the REST front end, whose requests arrive on sockets the event loop
-  reads itself): the task does not wake a batch thread. The loop runs the batch itself once it
-  has read every request that already arrived — an iteration of the loop enqueued nothing new —
-  or the batch is full, and only when a batch thread's share of the ``num_batch_threads``
-  parallelism is free and the signature's latest run, on at least as many values, took at most
-  ``LOOP_BATCH_SECONDS``; otherwise a batch thread runs it. ``batch_timeout_micros`` still holds:
-  a batch that is not full waits for its timeout, and a loop that keeps reading new requests
-  holds a batch at most ``GATHER_LIMIT_SECONDS`` beyond it. Requests from other sources (gRPC,
-  blocking callers) wake a batch thread as before and share the same queues and batches. On a
-  2-core machine this makes fuller batches and keeps the model call from sharing the cores and
-  the GIL with the loop (serving/README.md: LeNet-5 at 32 REST clients ran batches of 32
-  instead of 13–15, and answered 9–83 % more requests in five side-by-side rounds of six).
+- ``gather_on_loop=True`` (the REST front ends and the native gRPC one, whose requests reach the
+  event loop in bursts or on sockets it reads itself): the task does not wake a batch thread.
+  The loop runs the batch itself once it has read every request that already arrived — an
+  iteration of the loop enqueued nothing new — or the batch is full, and only when a batch
+  thread's share of the ``num_batch_threads`` parallelism is free and the signature's latest
+  run, on at least as many values, took at most ``LOOP_BATCH_SECONDS``; otherwise a batch thread
+  runs it. ``batch_timeout_micros`` still holds: a batch that is not full waits for its timeout,
+  and a loop that keeps reading new requests holds a batch at most ``GATHER_LIMIT_SECONDS``
+  beyond it. Requests from other sources (grpcio's gRPC server, blocking callers) wake a batch
+  thread as before and share the same queues and batches. On a 2-core machine this makes fuller
+  batches and keeps the model call from sharing the cores and the GIL with the loop
+  (serving/README.md: LeNet-5 at 32 REST clients ran batches of 32 instead of 13–15, and
+  answered 9–83 % more requests in five side-by-side rounds of six).
 - ``stop`` answers every queued task UNAVAILABLE.
 """
 

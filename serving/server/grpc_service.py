@@ -205,8 +205,9 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
         rows = {a.shape[0] if a.ndim else -1 for a in inputs.values()}
         if len(rows) != 1 or -1 in rows:
             return None
+        layout = tuple(sorted((k, a.dtype, a.shape[1:]) for k, a in inputs.items()))
         key = (id(servable), request.model_spec.signature_name, tuple(request.output_filter),
-               tuple((k, a.dtype.str, a.shape[1:]) for k, a in sorted(inputs.items())))
+               layout)
         return key, servable, request, inputs, rows.pop()
 
     async def _predict_chunk(self, chunk: list, answers: list, timeouts: list) -> None:

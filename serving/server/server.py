@@ -11,12 +11,16 @@
     server.stop()
 
 ``start`` loads the configured models before opening the ports (like ``tensorflow_model_server``).
-Both front ends run on one asyncio event loop in one thread (``grpc.aio`` for gRPC,
-:mod:`~serving.server.aio_http` for REST): a request waiting for the model holds no thread.
-Blocking work — model runs with batching off, classify/regress/multi-inference, status, metadata,
-config reloads — goes to two thread pools (``--grpc_max_threads``, ``--rest_api_num_threads``);
-with batching on, the batch scheduler's threads run the model and resolve the waiting requests
-(for REST, whose requests the loop reads itself, the loop runs quick batches of them itself).
+Both APIs' requests run on one asyncio event loop in one thread: a request waiting for the model
+holds no thread. Their connections are served by native I/O threads where ``setup.py`` built
+them (:mod:`~serving.server.native_grpc` with libnghttp2 for gRPC,
+:mod:`~serving.server.native_http` for REST; ``--grpc_front``, ``--rest_api_front``), else on the
+loop itself (``grpc.aio``, :mod:`~serving.server.aio_http`). Blocking work — model runs with
+batching off, classify/regress/multi-inference, status, metadata, config reloads — goes to two
+thread pools (``--grpc_max_threads``, ``--rest_api_num_threads``); with batching on, the batch
+scheduler's threads run the model and resolve the waiting requests (for requests that reach the
+loop in bursts, REST's and the native gRPC front end's, the loop runs quick batches of them
+itself).
 After ``start``,
 a polling thread then watches base paths for new versions every
 ``--file_system_poll_wait_seconds`` and, with ``--model_config_file_poll_wait_seconds``, the

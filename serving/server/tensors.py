@@ -81,15 +81,16 @@ def to_ndarray(proto: tensor_pb2.TensorProto, alias: str) -> np.ndarray:
             f"tensor parsing error: {alias} (unsupported dtype {dtype_name(proto.dtype)})")
     dt, field = entry
     n = math.prod(shape)
-    if proto.tensor_content:
+    content = proto.tensor_content  # (each read of the field copies its bytes)
+    if content:
         if dt.kind == "O":
             raise invalid_argument(f"tensor parsing error: {alias} (string tensor_content)")
-        if len(proto.tensor_content) != n * dt.itemsize:
+        if len(content) != n * dt.itemsize:
             raise invalid_argument(
                 f"tensor parsing error: {alias} (tensor_content has "
-                f"{len(proto.tensor_content)} bytes, shape {list(shape)} of "
+                f"{len(content)} bytes, shape {list(shape)} of "
                 f"{dtype_name(proto.dtype)} needs {n * dt.itemsize})")
-        return np.frombuffer(proto.tensor_content, dtype=dt).reshape(shape)
+        return np.frombuffer(content, dtype=dt).reshape(shape)
     values = getattr(proto, field)
     count = len(values)
     if dt.kind == "O":

@@ -118,6 +118,10 @@ def test_a_burst_of_predicts_merges_into_tasks_of_max_batch_size(tmp_path, toy_b
         assert list(last.outputs["total"].float_val) == [15.0]
         assert srv.metrics.batched_requests.value("toy") == 7  # requests, not tasks
         assert srv.metrics.request_count.value("toy", "OK") == 7
+        for k in (*range(6), 9):  # byte for byte what each request gets alone
+            alone = srv._loop.run(servicer.Predict(predict_pb2.PredictRequest.FromString(
+                messages[k]), native_grpc.CallContext(None)))
+            assert answers[k] == alone.SerializeToString()
     finally:
         srv.stop()
 

@@ -15,7 +15,8 @@ import sys
 
 from setuptools import Extension, setup
 
-CORE = ["serving/server/_buf.h", "serving/server/_dense_core.h", "serving/server/_listen.h"]
+CORE = ["serving/server/_buf.h", "serving/server/_dense_core.h", "serving/server/_front.h",
+        "serving/server/_listen.h"]
 NGHTTP2_HEADER = "nghttp2/nghttp2.h"
 
 

@@ -44,13 +44,10 @@
 #include <unistd.h>
 
 #include "_buf.h"
-#include "_listen.h"
+#include "_front.h"
 
 #define READ_CHUNK 65536
-#define HAND_OVER_COUNT 256
-#define HAND_OVER_SECONDS 0.002
-#define LISTEN_ID UINT64_MAX
-#define WAKE_ID (UINT64_MAX - 1)
+#define BASE(f) ((FrontBase *)(f))
 #define PREFIX 5
 /* the receive windows granted: a stream's, and the connection's (HTTP/2's default is 65,535) */
 #define STREAM_WINDOW (1 << 20)
@@ -58,12 +55,6 @@
 #define MAX_CONCURRENT_STREAMS 4096
 
 enum { GRPC_INTERNAL = 13, GRPC_RESOURCE_EXHAUSTED = 8 };
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* One stream's call: its request headers and message as they arrive, then its answer. */
 typedef struct Call {
@@ -91,10 +82,8 @@ typedef struct Item {
 typedef struct Front Front;
 
 typedef struct {
+    CONN_FIELDS
     Front *front;
-    int fd;
-    uint32_t gen;
-    int open;
     nghttp2_session *session;
     Buf out;
     uint32_t interest;
@@ -103,28 +92,16 @@ typedef struct {
 
 struct Front {
     PyObject_HEAD
-    int listen_fd, ep, ready_fd, wake_fd;
-    int port;
-    pthread_t thread;
-    int started, stopping, closing, closed;
-    pthread_mutex_t mu;
+    FRONT_FIELDS
     Conn **conns;
     int nconns;
     Item *ready, *ready_tail;
-    int unsignaled;
-    double oldest_unsignaled;
     Py_ssize_t max_message;
     nghttp2_session_callbacks *callbacks;
 };
 
-static uint64_t conn_id(Conn *c) { return ((uint64_t)c->gen << 32) | (uint32_t)c->fd; }
-
 static Conn *lookup(Front *f, uint64_t id) {
-    int fd = (int)(id & 0xffffffffu);
-    if (fd < 0 || fd >= f->nconns || f->conns[fd] == NULL)
-        return NULL;
-    Conn *c = f->conns[fd];
-    return (c->open && c->gen == (uint32_t)(id >> 32)) ? c : NULL;
+    return table_lookup((void **)f->conns, f->nconns, id);
 }
 
 static void item_free(Item *it) {
@@ -206,13 +183,6 @@ static int pump(Conn *c) {
     }
     set_interest(c);
     return 0;
-}
-
-static void hand_over(Front *f) {
-    uint64_t one = 1;
-    if (write(f->ready_fd, &one, sizeof one) < 0) { /* the counter is far from overflowing */
-    }
-    f->unsignaled = 0;
 }
 
 /* -- answers ---------------------------------------------------------------------------------- */
@@ -424,10 +394,7 @@ static void complete(Conn *c, int32_t stream, Call *call) {
     else
         f->ready = it;
     f->ready_tail = it;
-    if (f->unsignaled++ == 0)
-        f->oldest_unsignaled = now();
-    if (f->unsignaled >= HAND_OVER_COUNT)
-        hand_over(f);
+    queued(BASE(f));
 }
 
 static int on_frame(nghttp2_session *session, const nghttp2_frame *frame, void *user) {
@@ -492,31 +459,14 @@ static void on_readable(Conn *c) {
 
 static void accept_all(Front *f) {
     for (;;) {
-        int fd = accept4(f->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0)
+        Conn *c;
+        int got = front_accept(BASE(f), (void ***)&f->conns, &f->nconns, sizeof *c, (void **)&c);
+        if (got < 0)
             return;
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        if (fd >= f->nconns) {
-            int n = f->nconns ? f->nconns : 64;
-            while (n <= fd)
-                n *= 2;
-            Conn **conns = realloc(f->conns, n * sizeof *conns);
-            if (conns == NULL) {
-                close(fd);
-                continue;
-            }
-            memset(conns + f->nconns, 0, (n - f->nconns) * sizeof *conns);
-            f->conns = conns;
-            f->nconns = n;
-        }
-        Conn *c = f->conns[fd];
-        if (c == NULL && (c = f->conns[fd] = calloc(1, sizeof *c)) == NULL) {
-            close(fd);
+        if (got == 0)
             continue;
-        }
+        int fd = c->fd;
         c->front = f;
-        c->fd = fd;
         nghttp2_settings_entry settings[] = {
             {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, MAX_CONCURRENT_STREAMS},
             {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW}};
@@ -542,21 +492,16 @@ static void *io_main(void *arg) {
     Front *f = arg;
     struct epoll_event events[256];
     for (;;) {
-        pthread_mutex_lock(&f->mu);
-        int waiting = f->unsignaled > 0, stopping = f->stopping;
-        pthread_mutex_unlock(&f->mu);
-        if (stopping)
+        int n = front_wait(BASE(f), events, 256);
+        if (n < 0)
             return NULL;
-        int n = epoll_wait(f->ep, events, 256, waiting ? 0 : 50);
         pthread_mutex_lock(&f->mu);
         for (int i = 0; i < n; i++) {
             uint64_t id = events[i].data.u64;
             if (id == LISTEN_ID) {
                 accept_all(f);
             } else if (id == WAKE_ID) {
-                uint64_t count;
-                if (read(f->wake_fd, &count, sizeof count) < 0) { /* EAGAIN: already read */
-                }
+                front_woken(BASE(f));
             } else {
                 Conn *c = lookup(f, id);
                 if (c == NULL)
@@ -567,9 +512,7 @@ static void *io_main(void *arg) {
                     pump(c);
             }
         }
-        double t = now();
-        if (f->unsignaled && (n == 0 || t - f->oldest_unsignaled >= HAND_OVER_SECONDS))
-            hand_over(f); /* a round read nothing new: all that arrived is queued */
+        front_round_end(BASE(f), n);
         pthread_mutex_unlock(&f->mu);
     }
 }
@@ -583,26 +526,9 @@ static int Front_init(Front *f, PyObject *args, PyObject *kwds) {
     Py_ssize_t max_message;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "sin", kwlist, &host, &port, &max_message))
         return -1;
-    if (f->listen_fd >= 0 || f->closing) {
-        PyErr_SetString(PyExc_RuntimeError, "Front.__init__(): already initialized");
+    if (front_listen(BASE(f), host, port) < 0)
         return -1;
-    }
     f->max_message = max_message;
-    int fd = listen_on(host, port, &f->port);
-    if (fd < 0)
-        return -1;
-    f->listen_fd = fd;
-    f->ep = epoll_create1(EPOLL_CLOEXEC);
-    f->ready_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    f->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (f->ep < 0 || f->ready_fd < 0 || f->wake_fd < 0) {
-        PyErr_SetFromErrno(PyExc_OSError);
-        return -1;
-    }
-    struct epoll_event listen_ev = {.events = EPOLLIN, .data.u64 = LISTEN_ID};
-    struct epoll_event wake_ev = {.events = EPOLLIN, .data.u64 = WAKE_ID};
-    epoll_ctl(f->ep, EPOLL_CTL_ADD, fd, &listen_ev);
-    epoll_ctl(f->ep, EPOLL_CTL_ADD, f->wake_fd, &wake_ev);
     return 0;
 }
 
@@ -610,8 +536,7 @@ static PyObject *Front_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     Front *f = (Front *)type->tp_alloc(type, 0);
     if (f == NULL)
         return NULL;
-    f->listen_fd = f->ep = f->ready_fd = f->wake_fd = -1;
-    pthread_mutex_init(&f->mu, NULL);
+    front_new(BASE(f));
     nghttp2_session_callbacks *cb;
     if (nghttp2_session_callbacks_new(&cb) != 0) {
         Py_DECREF(f);
@@ -627,40 +552,15 @@ static PyObject *Front_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     return (PyObject *)f;
 }
 
-static void wake(Front *f) {
-    uint64_t one = 1;
-    if (write(f->wake_fd, &one, sizeof one) < 0) { /* the counter is far from overflowing */
-    }
-}
-
 static PyObject *Front_start(Front *f, PyObject *unused) {
-    if (f->started || f->closing || f->listen_fd < 0) {
-        PyErr_SetString(PyExc_RuntimeError, "Front.start(): not listening, or already started");
-        return NULL;
-    }
-    int rc = pthread_create(&f->thread, NULL, io_main, f);
-    if (rc != 0) {
-        errno = rc;
-        return PyErr_SetFromErrno(PyExc_OSError);
-    }
-    pthread_setname_np(f->thread, "deepline-grpc");
-    f->started = 1;
-    Py_RETURN_NONE;
+    return front_start(BASE(f), io_main, "deepline-grpc");
 }
 
+/* Stops the thread, then frees everything under f->mu (respond() runs without the GIL; under
+ * f->mu it finds f->closed set). */
 static void front_close(Front *f) {
-    if (f->closing)
+    if (!front_stop(BASE(f)))
         return;
-    f->closing = 1;
-    if (f->started) {
-        pthread_mutex_lock(&f->mu);
-        f->stopping = 1;
-        pthread_mutex_unlock(&f->mu);
-        wake(f);
-        Py_BEGIN_ALLOW_THREADS
-        pthread_join(f->thread, NULL);
-        Py_END_ALLOW_THREADS
-    }
     pthread_mutex_lock(&f->mu);
     f->closed = 1;
     for (int fd = 0; fd < f->nconns; fd++) {
@@ -682,11 +582,7 @@ static void front_close(Front *f) {
         item_free(it);
     }
     f->ready_tail = NULL;
-    int fds[] = {f->listen_fd, f->ep, f->ready_fd, f->wake_fd};
-    for (int i = 0; i < 4; i++)
-        if (fds[i] >= 0)
-            close(fds[i]);
-    f->listen_fd = f->ep = f->ready_fd = f->wake_fd = -1;
+    front_close_fds(BASE(f));
     pthread_mutex_unlock(&f->mu);
 }
 
@@ -703,7 +599,6 @@ static void Front_dealloc(Front *f) {
     Py_TYPE(f)->tp_free((PyObject *)f);
 }
 
-static PyObject *Front_fileno(Front *f, PyObject *unused) { return PyLong_FromLong(f->ready_fd); }
 
 static PyObject *item_tuple(Item *it) {
     PyObject *encoding = it->compressed
@@ -722,14 +617,13 @@ static PyObject *item_tuple(Item *it) {
 }
 
 static PyObject *Front_take(Front *f, PyObject *unused) {
-    uint64_t count;
-    if (f->ready_fd >= 0 && read(f->ready_fd, &count, sizeof count) < 0) { /* EAGAIN: none */
-    }
+    front_clear_ready(BASE(f));
     Item *taken;
     Py_BEGIN_ALLOW_THREADS
     pthread_mutex_lock(&f->mu);
     taken = f->ready;
     f->ready = f->ready_tail = NULL;
+    f->unsignaled = 0;
     pthread_mutex_unlock(&f->mu);
     Py_END_ALLOW_THREADS
     PyObject *items = PyList_New(0);
@@ -846,7 +740,6 @@ static PyObject *Front_respond_all(Front *f, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-static PyObject *Front_get_port(Front *f, void *closure) { return PyLong_FromLong(f->port); }
 
 static PyMethodDef Front_methods[] = {
     {"start", (PyCFunction)Front_start, METH_NOARGS, "Start the I/O thread."},

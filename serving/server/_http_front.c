@@ -57,18 +57,13 @@
 
 #include "_buf.h"
 #include "_dense_core.h"
-#include "_listen.h"
+#include "_front.h"
 
 #define MAX_LINE 65536
 #define MAX_HEAD 65536
 #define MAX_HEADERS 100
 #define READ_CHUNK 65536
-#ifndef HAND_OVER_COUNT
-#define HAND_OVER_COUNT 256
-#endif
-#define HAND_OVER_SECONDS 0.002
-#define LISTEN_ID UINT64_MAX
-#define WAKE_ID (UINT64_MAX - 1)
+#define BASE(f) ((FrontBase *)(f))
 
 static locale_t c_locale;
 
@@ -78,12 +73,6 @@ static int c_double(const char *text, const char **end, double *out) {
     *out = strtod_l(text, &parsed_end, c_locale);
     *end = parsed_end;
     return parsed_end == text ? -1 : 0;
-}
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 enum { REQ_HTTP, REQ_FAIL };
@@ -106,9 +95,7 @@ typedef struct Request {
 } Request;
 
 typedef struct {
-    int fd;
-    uint32_t gen;
-    int open;
+    CONN_FIELDS
     Buf in, out, chunks;
     int busy;            /* a request is in Python */
     int eof;             /* the peer shut down its side */
@@ -126,29 +113,17 @@ typedef struct {
 
 typedef struct {
     PyObject_HEAD
-    int listen_fd, ep, ready_fd, wake_fd;
-    int port;
-    pthread_t thread;
-    int started, stopping, closing, closed;
-    pthread_mutex_t mu;
+    FRONT_FIELDS
     Conn **conns;
     int nconns;
     Request *ready, *ready_tail;
-    int unsignaled;          /* requests queued since the last hand-over */
-    double oldest_unsignaled;
     Py_ssize_t max_body, fast_body;
     double idle_timeout;
     double last_idle_check;
 } Front;
 
-static uint64_t conn_id(Conn *c) { return ((uint64_t)c->gen << 32) | (uint32_t)c->fd; }
-
 static Conn *lookup(Front *f, uint64_t id) {
-    int fd = (int)(id & 0xffffffffu);
-    if (fd < 0 || fd >= f->nconns || f->conns[fd] == NULL)
-        return NULL;
-    Conn *c = f->conns[fd];
-    return (c->open && c->gen == (uint32_t)(id >> 32)) ? c : NULL;
+    return table_lookup((void **)f->conns, f->nconns, id);
 }
 
 static void request_free(Request *r) {
@@ -217,13 +192,6 @@ static int flush(Conn *c) {
     return 0;
 }
 
-static void hand_over(Front *f) {
-    uint64_t one = 1;
-    if (write(f->ready_fd, &one, sizeof one) < 0) { /* the counter is far from overflowing */
-    }
-    f->unsignaled = 0;
-}
-
 static void enqueue(Front *f, Request *r) {
     r->next = NULL;
     if (f->ready_tail)
@@ -231,10 +199,7 @@ static void enqueue(Front *f, Request *r) {
     else
         f->ready = r;
     f->ready_tail = r;
-    if (f->unsignaled++ == 0)
-        f->oldest_unsignaled = now();
-    if (f->unsignaled >= HAND_OVER_COUNT)
-        hand_over(f);
+    queued(BASE(f));
 }
 
 /* The parser refused the request: Python answers with the message for `code` and closes. */
@@ -664,30 +629,13 @@ static void on_readable(Front *f, Conn *c) {
 
 static void accept_all(Front *f) {
     for (;;) {
-        int fd = accept4(f->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0)
+        Conn *c;
+        int got = front_accept(BASE(f), (void ***)&f->conns, &f->nconns, sizeof *c, (void **)&c);
+        if (got < 0)
             return;
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* fails on AF_UNIX: fine */
-        if (fd >= f->nconns) {
-            int n = f->nconns ? f->nconns : 64;
-            while (n <= fd)
-                n *= 2;
-            Conn **conns = realloc(f->conns, n * sizeof *conns);
-            if (conns == NULL) {
-                close(fd);
-                continue;
-            }
-            memset(conns + f->nconns, 0, (n - f->nconns) * sizeof *conns);
-            f->conns = conns;
-            f->nconns = n;
-        }
-        Conn *c = f->conns[fd];
-        if (c == NULL && (c = f->conns[fd] = calloc(1, sizeof *c)) == NULL) {
-            close(fd);
+        if (got == 0)
             continue;
-        }
-        c->fd = fd;
+        int fd = c->fd;
         c->open = 1;
         c->last = now();
         c->interest = EPOLLIN;
@@ -709,21 +657,16 @@ static void *io_main(void *arg) {
     Front *f = arg;
     struct epoll_event events[256];
     for (;;) {
-        pthread_mutex_lock(&f->mu);
-        int waiting = f->unsignaled > 0, stopping = f->stopping;
-        pthread_mutex_unlock(&f->mu);
-        if (stopping)
+        int n = front_wait(BASE(f), events, 256);
+        if (n < 0)
             return NULL;
-        int n = epoll_wait(f->ep, events, 256, waiting ? 0 : 50);
         pthread_mutex_lock(&f->mu);
         for (int i = 0; i < n; i++) {
             uint64_t id = events[i].data.u64;
             if (id == LISTEN_ID) {
                 accept_all(f);
             } else if (id == WAKE_ID) {
-                uint64_t count;
-                if (read(f->wake_fd, &count, sizeof count) < 0) { /* EAGAIN: already read */
-                }
+                front_woken(BASE(f));
                 for (int fd = 0; fd < f->nconns; fd++) {
                     Conn *c = f->conns[fd];
                     if (c && c->open && c->need_advance) {
@@ -752,10 +695,7 @@ static void *io_main(void *arg) {
                 }
             }
         }
-        double t = now();
-        if (f->unsignaled
-            && (n == 0 || t - f->oldest_unsignaled >= HAND_OVER_SECONDS))
-            hand_over(f); /* a round read nothing new: all that arrived is queued */
+        double t = front_round_end(BASE(f), n);
         if (f->idle_timeout > 0 && t - f->last_idle_check >= 0.05) {
             f->last_idle_check = t;
             close_idle(f, t);
@@ -776,78 +716,30 @@ static int Front_init(Front *f, PyObject *args, PyObject *kwds) {
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "sindn", kwlist, &host, &port, &max_body, &idle,
                                      &fast_body))
         return -1;
-    if (f->listen_fd >= 0 || f->closing) {
-        PyErr_SetString(PyExc_RuntimeError, "Front.__init__(): already initialized");
+    if (front_listen(BASE(f), host, port) < 0)
         return -1;
-    }
     f->max_body = max_body;
     f->fast_body = fast_body;
     f->idle_timeout = idle;
-    int fd = listen_on(host, port, &f->port);
-    if (fd < 0)
-        return -1;
-    f->listen_fd = fd;
-    f->ep = epoll_create1(EPOLL_CLOEXEC);
-    f->ready_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    f->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (f->ep < 0 || f->ready_fd < 0 || f->wake_fd < 0) {
-        PyErr_SetFromErrno(PyExc_OSError);
-        return -1;
-    }
-    struct epoll_event listen_ev = {.events = EPOLLIN, .data.u64 = LISTEN_ID};
-    struct epoll_event wake_ev = {.events = EPOLLIN, .data.u64 = WAKE_ID};
-    epoll_ctl(f->ep, EPOLL_CTL_ADD, fd, &listen_ev);
-    epoll_ctl(f->ep, EPOLL_CTL_ADD, f->wake_fd, &wake_ev);
     return 0;
 }
 
-/* No sockets yet (so a Front whose __init__ failed, or never ran, closes none). */
 static PyObject *Front_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     Front *f = (Front *)type->tp_alloc(type, 0);
-    if (f == NULL)
-        return NULL;
-    f->listen_fd = f->ep = f->ready_fd = f->wake_fd = -1;
-    pthread_mutex_init(&f->mu, NULL);
+    if (f != NULL)
+        front_new(BASE(f));
     return (PyObject *)f;
 }
 
-static void wake(Front *f) {
-    uint64_t one = 1;
-    if (write(f->wake_fd, &one, sizeof one) < 0) { /* the counter is far from overflowing */
-    }
-}
-
 static PyObject *Front_start(Front *f, PyObject *unused) {
-    if (f->started || f->closing) {
-        PyErr_SetString(PyExc_RuntimeError, "Front.start(): already started or closed");
-        return NULL;
-    }
-    int rc = pthread_create(&f->thread, NULL, io_main, f);
-    if (rc != 0) {
-        errno = rc;
-        return PyErr_SetFromErrno(PyExc_OSError);
-    }
-    pthread_setname_np(f->thread, "deepline-http"); /* as top -H and perf name it; set here, so
-                                                      * it is set once start() returns */
-    f->started = 1;
-    Py_RETURN_NONE;
+    return front_start(BASE(f), io_main, "deepline-http");
 }
 
 /* Stops the thread, then frees everything under f->mu: respond() and respond_many() run without
  * the GIL, so another thread may be answering meanwhile; under f->mu they find f->closed set. */
 static void front_close(Front *f) {
-    if (f->closing)
+    if (!front_stop(BASE(f)))
         return;
-    f->closing = 1; /* (with the GIL: a second close() returns here instead of joining again) */
-    if (f->started) {
-        pthread_mutex_lock(&f->mu);
-        f->stopping = 1;
-        pthread_mutex_unlock(&f->mu);
-        wake(f);
-        Py_BEGIN_ALLOW_THREADS
-        pthread_join(f->thread, NULL);
-        Py_END_ALLOW_THREADS
-    }
     pthread_mutex_lock(&f->mu);
     f->closed = 1;
     for (int fd = 0; fd < f->nconns; fd++) {
@@ -869,11 +761,7 @@ static void front_close(Front *f) {
         request_free(r);
     }
     f->ready_tail = NULL;
-    int fds[] = {f->listen_fd, f->ep, f->ready_fd, f->wake_fd};
-    for (int i = 0; i < 4; i++)
-        if (fds[i] >= 0)
-            close(fds[i]);
-    f->listen_fd = f->ep = f->ready_fd = f->wake_fd = -1;
+    front_close_fds(BASE(f));
     pthread_mutex_unlock(&f->mu);
 }
 
@@ -888,7 +776,6 @@ static void Front_dealloc(Front *f) {
     Py_TYPE(f)->tp_free((PyObject *)f);
 }
 
-static PyObject *Front_fileno(Front *f, PyObject *unused) { return PyLong_FromLong(f->ready_fd); }
 
 static PyObject *latin1(const char *s, Py_ssize_t n) { return PyUnicode_DecodeLatin1(s, n, NULL); }
 
@@ -976,9 +863,7 @@ static void abandon(Front *f, Request *taken) {
 }
 
 static PyObject *Front_take(Front *f, PyObject *unused) {
-    uint64_t count;
-    if (f->ready_fd >= 0 && read(f->ready_fd, &count, sizeof count) < 0) { /* EAGAIN: none */
-    }
+    front_clear_ready(BASE(f));
     Request *all;
     Py_BEGIN_ALLOW_THREADS
     pthread_mutex_lock(&f->mu);
@@ -1059,7 +944,7 @@ static void answer(Front *f, Conn *c, const char *head, Py_ssize_t head_len, con
             c->paused = 0;
         if (c->in.len || c->eof) {
             c->need_advance = 1; /* pipelined input, or a close to finish: the I/O thread's */
-            wake(f);
+            wake(BASE(f));
         }
     }
     set_interest(f, c);
@@ -1134,7 +1019,6 @@ static PyObject *Front_respond_many(Front *f, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-static PyObject *Front_get_port(Front *f, void *closure) { return PyLong_FromLong(f->port); }
 
 static PyMethodDef Front_methods[] = {
     {"start", (PyCFunction)Front_start, METH_NOARGS, "Start the I/O thread."},

@@ -20,7 +20,8 @@ export PYTHONUNBUFFERED ?= 1
 .PHONY: install test test-fast train tune serve query bench h2load lint clean
 
 # Debian/Ubuntu packages, best effort, where apt-get can install them (as root, each step at most
-# 5 minutes); elsewhere a message. $(call apt_install,<command that succeeds when present>,<package>,<what it is for>)
+# 5 minutes); elsewhere a message. Use:
+#   $(call apt_install,<command that succeeds when present>,<package>,<what it is for>)
 define apt_install
 	@$(1) >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

@@ -239,6 +239,19 @@ def test_compressed_requests_are_answered(main_server, compression):
     assert np_close(resp.outputs["total"].float_val, x.sum(axis=1))
 
 
+def test_messages_larger_than_the_flow_control_windows_go_through(main_server):
+    """An 8.4 MB request and its 8.4 MB answer: many HTTP/2 windows each way (the native front
+    end grants 1 MiB per stream and 16 MiB per connection; HTTP/2's default is 64 KiB)."""
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    x = np.random.default_rng(0).random((700_000, 3), dtype=np.float32)
+    options = [("grpc.max_receive_message_length", 64 << 20)]
+    with grpc.insecure_channel(f"127.0.0.1:{main_server.grpc_port}", options=options) as channel:
+        resp = _predict(prediction_service_pb2_grpc.PredictionServiceStub(channel), {"x": x},
+                        version=1, output_filter=["y"])
+    assert np.array_equal(tf.make_ndarray(resp.outputs["y"]), x)
+
+
 def test_concurrent_calls_on_one_channel_each_get_their_own_answer(grpc_stubs):
     pred, _ = grpc_stubs
     futures = []

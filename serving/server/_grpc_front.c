@@ -12,19 +12,19 @@
  *             `message` is the request message's bytes (without the prefix), `encoding` the
  *             grpc-encoding of a compressed message (None when not compressed), `timeout_s` the
  *             grpc-timeout in seconds (None without one).
- *   respond(conn, stream, code, details, message)
- *             answer one call: with code 0, `message` (bytes) in one length-prefixed DATA frame
- *             sequence and trailers "grpc-status: 0"; otherwise a trailers-only answer with
- *             grpc-status `code` and grpc-message `details` (percent-encoded as gRPC requires).
- *   respond_all(answers)  respond() for each (conn, stream, code, details, message) of the list,
- *             writing each connection's answers together.
+ *   respond_all(answers)
+ *             answer each (conn, stream, code, details, message) of the list: with code 0,
+ *             `message` (bytes) length-prefixed in DATA frames and trailers "grpc-status: 0";
+ *             otherwise a trailers-only answer with grpc-status `code` and grpc-message
+ *             `details` (percent-encoded as gRPC requires). Each connection's answers are
+ *             written together.
  *   close()   send GOAWAY, stop the thread and close every socket.
  *
  * Calls the protocol refuses are answered here, as gRPC's C core answers them: a method other
  * than POST (HTTP 405), a content-type other than application/grpc (HTTP 415), no message or more
  * than one (INTERNAL), a message over max_message_bytes (RESOURCE_EXHAUSTED "Received message
  * larger than max (N vs. M)"). A call whose stream the client reset or whose connection closed
- * meanwhile makes respond() a no-op. As in _http_front, calls are handed over once a round of the
+ * meanwhile is not answered. As in _http_front, calls are handed over once a round of the
  * I/O thread read no new data, or 256 wait, or the oldest waited 2 ms.
  */
 #define PY_SSIZE_T_CLEAN
@@ -185,6 +185,14 @@ static int pump(Conn *c) {
     return 0;
 }
 
+/* The length in a message's 5-byte prefix, once `in` holds the prefix; else -1. */
+static Py_ssize_t message_size(const Buf *in) {
+    if (in->len < PREFIX)
+        return -1;
+    const unsigned char *p = (const unsigned char *)in->data;
+    return (Py_ssize_t)((uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4]);
+}
+
 /* -- answers ---------------------------------------------------------------------------------- */
 
 #define NV(n, v, vlen) {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, (vlen), NGHTTP2_NV_FLAG_NONE}
@@ -257,7 +265,7 @@ static void answer_ok(Conn *c, int32_t stream, Call *call, const char *message, 
     nghttp2_submit_response(c->session, stream, headers, 3, &body);
 }
 
-/* -- the session's callbacks (the I/O thread, or respond(), under f->mu) ------------------------ */
+/* -- the session's callbacks (the I/O thread, or respond_all(), under f->mu) ------------------------ */
 
 static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *user) {
     if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
@@ -334,18 +342,15 @@ static int on_data(nghttp2_session *session, uint8_t flags, int32_t stream, cons
         return 0;
     if (buf_add(&call->in, (const char *)data, (Py_ssize_t)len) < 0)
         return NGHTTP2_ERR_CALLBACK_FAILURE;
-    if (call->in.len >= PREFIX) {
-        const unsigned char *p = (const unsigned char *)call->in.data;
-        uint32_t size = (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4];
-        if ((Py_ssize_t)size > c->front->max_message) {
-            char text[96];
-            int n = snprintf(text, sizeof text, "Received message larger than max (%u vs. %zd)",
-                             size, c->front->max_message);
-            call->refused = 1;
-            free(call->in.data);
-            call->in = (Buf){0};
-            answer_status(c, stream, call, "200", GRPC_RESOURCE_EXHAUSTED, text, n);
-        }
+    Py_ssize_t size = message_size(&call->in);
+    if (size > c->front->max_message) {
+        char text[96];
+        int n = snprintf(text, sizeof text, "Received message larger than max (%zd vs. %zd)",
+                         size, c->front->max_message);
+        call->refused = 1;
+        free(call->in.data);
+        call->in = (Buf){0};
+        answer_status(c, stream, call, "200", GRPC_RESOURCE_EXHAUSTED, text, n);
     }
     return 0;
 }
@@ -365,10 +370,7 @@ static void complete(Conn *c, int32_t stream, Call *call) {
         answer_status(c, stream, call, "415", GRPC_INTERNAL, "invalid content-type", 20);
         return;
     }
-    const unsigned char *p = (const unsigned char *)call->in.data;
-    Py_ssize_t size = call->in.len >= PREFIX
-        ? (Py_ssize_t)((uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4])
-        : -1;
+    Py_ssize_t size = message_size(&call->in);
     if (size < 0 || call->in.len != PREFIX + size) {
         const char *text = size < 0 || call->in.len < PREFIX + size
             ? "Half-closed without a request" : "Received more than one request message";
@@ -384,7 +386,7 @@ static void complete(Conn *c, int32_t stream, Call *call) {
     it->stream = stream;
     it->path = call->path ? call->path : strdup("");
     it->encoding = call->encoding;
-    it->compressed = p[0] != 0;
+    it->compressed = call->in.data[0] != 0;
     it->timeout = call->timeout;
     it->message = call->in;
     call->path = call->encoding = NULL;
@@ -556,7 +558,7 @@ static PyObject *Front_start(Front *f, PyObject *unused) {
     return front_start(BASE(f), io_main, "deepline-grpc");
 }
 
-/* Stops the thread, then frees everything under f->mu (respond() runs without the GIL; under
+/* Stops the thread, then frees everything under f->mu (respond_all() runs without the GIL; under
  * f->mu it finds f->closed set). */
 static void front_close(Front *f) {
     if (!front_stop(BASE(f)))
@@ -647,35 +649,8 @@ static Call *waiting_call(Front *f, uint64_t id, int32_t stream, Conn **conn) {
     return call && !call->answered ? call : NULL;
 }
 
-static PyObject *Front_respond(Front *f, PyObject *args) {
-    unsigned long long id;
-    int stream, code;
-    const char *details;
-    Py_ssize_t details_len;
-    Py_buffer message = {0};
-    if (!PyArg_ParseTuple(args, "Kiis#z*", &id, &stream, &code, &details, &details_len, &message))
-        return NULL;
-    Py_BEGIN_ALLOW_THREADS
-    pthread_mutex_lock(&f->mu);
-    Conn *c;
-    Call *call = waiting_call(f, id, stream, &c);
-    if (call != NULL) {
-        if (code == 0)
-            answer_ok(c, stream, call, message.buf ? message.buf : "", message.buf ? message.len
-                                                                                   : 0);
-        else
-            answer_status(c, stream, call, "200", code, details, details_len);
-        pump(c);
-    }
-    pthread_mutex_unlock(&f->mu);
-    Py_END_ALLOW_THREADS
-    if (message.buf)
-        PyBuffer_Release(&message);
-    Py_RETURN_NONE;
-}
-
-/* respond_all([(conn, stream, code, details, message), ...]): respond() for each, writing each
- * connection's answers together (one send for a burst of calls on one connection). */
+/* respond_all([(conn, stream, code, details, message), ...]): see the module; one send per
+ * connection for a burst of calls on it. */
 static PyObject *Front_respond_all(Front *f, PyObject *args) {
     PyObject *answers;
     if (!PyArg_ParseTuple(args, "O!", &PyList_Type, &answers))
@@ -746,8 +721,6 @@ static PyMethodDef Front_methods[] = {
     {"fileno", (PyCFunction)Front_fileno, METH_NOARGS,
      "An eventfd, readable while calls wait."},
     {"take", (PyCFunction)Front_take, METH_NOARGS, "Every waiting call (see the module)."},
-    {"respond", (PyCFunction)Front_respond, METH_VARARGS,
-     "respond(conn, stream, code, details, message): answer one call."},
     {"respond_all", (PyCFunction)Front_respond_all, METH_VARARGS,
      "respond_all([(conn, stream, code, details, message), ...]): several answers."},
     {"close", (PyCFunction)Front_close, METH_NOARGS, "GOAWAY, stop the thread, close sockets."},

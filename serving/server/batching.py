@@ -161,6 +161,20 @@ class BatchScheduler:
             if timer is not None:
                 timer.cancel()
 
+    def merge_ranges(self, rows) -> list[tuple[int, int]]:
+        """[first, last) ranges of consecutive requests, of ``rows[k]`` rows each, that one task
+        can merge: up to ``max_batch_size`` rows together (a larger request stays alone, and
+        its task is refused when enqueued)."""
+        limit = self.config.max_batch_size
+        ranges, first, size = [], 0, 0
+        for k, n in enumerate(rows):
+            if k > first and size + n > limit:
+                ranges.append((first, k))
+                first, size = k, 0
+            size += n
+        ranges.append((first, len(rows)))
+        return ranges
+
     def _enqueue(self, servable, signature, inputs: dict[str, np.ndarray], future,
                  notify: bool = True, requests: int = 1) -> _Task:
         size = None

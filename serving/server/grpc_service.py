@@ -176,16 +176,9 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
             member = self._mergeable(raw)
             if member is not None:
                 groups.setdefault(member[0], []).append((k, *member[1:]))
-        limit = self.core.batcher.config.max_batch_size
-        chunks = []
-        for members in groups.values():
-            first, rows = 0, 0
-            for j, member in enumerate(members):
-                if j > first and rows + member[4] > limit:
-                    chunks.append(members[first:j])
-                    first, rows = j, 0
-                rows += member[4]
-            chunks.append(members[first:])
+        merge_ranges = self.core.batcher.merge_ranges
+        chunks = [members[first:last] for members in groups.values()
+                  for first, last in merge_ranges([member[4] for member in members])]
         await asyncio.gather(*(self._predict_chunk(chunk, answers, timeouts) for chunk in chunks))
         return answers
 

@@ -123,9 +123,9 @@ class NativeGrpcServer:
         if front is None:
             return
         self.loop.remove_reader(front.fileno())
-        for item in front.take():  # arrived, never started: answered as closing servers do
-            front.respond(item[0], item[1], grpc.StatusCode.UNAVAILABLE.value[0],
-                          "Server is shutting down", None)
+        unavailable = grpc.StatusCode.UNAVAILABLE.value[0]
+        front.respond_all([(conn, stream, unavailable, "Server is shutting down", None)
+                           for conn, stream, *_ in front.take()])  # arrived, never started
         if self._tasks and grace_s:
             await asyncio.wait(list(self._tasks), timeout=grace_s)
         self._flush(front)

@@ -250,15 +250,7 @@ class RestApi:
         batcher = self.core.batcher
         if batcher is None:
             return [(k, k + 1) for k in range(len(rows))]
-        limit = batcher.config.max_batch_size
-        chunks, first, size = [], 0, 0
-        for k, n in enumerate(rows):
-            if k > first and size + n > limit:
-                chunks.append((first, k))
-                first, size = k, 0
-            size += n
-        chunks.append((first, len(rows)))
-        return chunks
+        return batcher.merge_ranges(rows)
 
     async def _predict_chunk(self, model: str, servable, name: str, alias: str, arr, offsets,
                              first: int, last: int, target: str, bodies, answers: list) -> None:

@@ -4,6 +4,7 @@ Everything else is in pyproject.toml. ``optional=True``: without a C compiler th
 succeeds and the server uses its pure-Python paths (same results, slower):
 
 - ``_dense_json``: the reader and writer of dense numeric JSON;
+- ``_predict_wire``: the reader and writer of dense Predict calls' protobuf wire format;
 - ``_http_front``: the REST front end's HTTP/1.1 connections on a native I/O thread (Linux: epoll
   and eventfd); without it, ``aio_http`` serves them on the event loop;
 - ``_grpc_front``: gRPC's HTTP/2 connections on a native I/O thread (Linux, and libnghttp2's
@@ -28,7 +29,9 @@ def has_header(name: str) -> bool:
 
 
 extensions = [Extension("serving.server._dense_json", ["serving/server/_dense_json.c"],
-                        depends=CORE, optional=True)]
+                        depends=CORE, optional=True),
+              Extension("serving.server._predict_wire", ["serving/server/_predict_wire.c"],
+                        optional=True)]
 if sys.platform.startswith("linux"):
     extensions.append(Extension("serving.server._http_front", ["serving/server/_http_front.c"],
                                 depends=CORE, optional=True))

@@ -8,6 +8,7 @@ in the Prometheus metrics (``entrypoint="GRPC"``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable
 
@@ -30,6 +31,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
+from serving.server import predict_wire
 from serving.server.core import LOOP_REQUEST_BYTES, ServingCore, encode_outputs
 from serving.server.errors import Code, ServingError, from_exception, invalid_argument
 from serving.server.tensors import from_ndarray, to_ndarray
@@ -160,13 +162,14 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
     async def predict_many(self, messages: list[bytes],
                            timeouts: list[float | None]) -> list[bytes | ServingError | None]:
         """Answers to several serialized ``PredictRequest``s that arrived together (the native
-        front end's burst): with batching on, requests to one servable, signature and output
+        front end's burst): with batching on, requests with the same model spec and output
         filter whose inputs have the same names, dtypes and inner shapes merge into tasks of up
         to ``max_batch_size`` rows (one batch-scheduler task and one model output for all of
-        them). Each answer is a serialized ``PredictResponse``, a ``ServingError`` that each
-        request would have met as well (a deadline, a full queue), or None: that request takes
-        the general path (:meth:`Predict`), as does every request where the merged path does
-        not apply (batching off, a request that does not parse or resolve, a merged task failing
+        them); :mod:`serving.server.predict_wire` reads them and writes their answers. Each
+        answer is a serialized ``PredictResponse``, a ``ServingError`` that each request would
+        have met as well (a deadline, a full queue), or None: that request takes the general
+        path (:meth:`Predict`), as does every request where the merged path does not apply
+        (batching off, a request that does not parse or resolve, a merged task failing
         otherwise), so its answer and error are exactly that path's."""
         answers: list = [None] * len(messages)
         if self.core.batcher is None:
@@ -177,49 +180,57 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
             if member is not None:
                 groups.setdefault(member[0], []).append((k, *member[1:]))
         merge_ranges = self.core.batcher.merge_ranges
-        chunks = [members[first:last] for members in groups.values()
-                  for first, last in merge_ranges([member[4] for member in members])]
-        await asyncio.gather(*(self._predict_chunk(chunk, answers, timeouts) for chunk in chunks))
+        chunks = []
+        for (spec, output_filter, _), members in groups.items():
+            try:
+                model_spec = model_pb2.ModelSpec.FromString(spec)
+                servable = self.core.resolve_spec(model_spec)
+            except Exception:  # noqa: BLE001 - the general path names the error
+                continue
+            chunks += [(servable, model_spec.signature_name, output_filter, members[first:last])
+                       for first, last in merge_ranges([member[2] for member in members])]
+        await asyncio.gather(*(self._predict_chunk(*chunk, answers, timeouts)
+                               for chunk in chunks))
         return answers
 
-    def _mergeable(self, raw: bytes):
-        """(group key, servable, request, inputs, rows) of a request the merged path takes, or
-        None."""
+    @staticmethod
+    def _mergeable(raw: bytes):
+        """(group key, inputs, rows) of a request the merged path takes, or None."""
         if len(raw) > LOOP_REQUEST_BYTES:
             return None
-        try:
-            request = predict_pb2.PredictRequest.FromString(raw)
-            if not request.HasField("model_spec") or not request.inputs:
-                return None
-            servable = self.core.resolve_spec(request.model_spec)
-            inputs = {k: to_ndarray(v, k) for k, v in request.inputs.items()}
-        except Exception:  # noqa: BLE001 - the general path names the error
+        request = predict_wire.read_request(raw)
+        if request is None:
             return None
+        inputs = request.inputs
         rows = {a.shape[0] if a.ndim else -1 for a in inputs.values()}
         if len(rows) != 1 or -1 in rows:
             return None
         layout = tuple(sorted((k, a.dtype, a.shape[1:]) for k, a in inputs.items()))
-        key = (id(servable), request.model_spec.signature_name, tuple(request.output_filter),
-               layout)
-        return key, servable, request, inputs, rows.pop()
+        return (request.spec, request.output_filter, layout), inputs, rows.pop()
 
-    async def _predict_chunk(self, chunk: list, answers: list, timeouts: list) -> None:
+    async def _predict_chunk(self, servable, signature_name: str, output_filter: tuple,
+                             chunk: list, answers: list, timeouts: list) -> None:
+        """Run ``chunk``'s requests ((index, inputs, rows) each) as one task; their answers go
+        to ``answers``."""
         start = time.perf_counter()
-        _, servable, request, inputs, _ = chunk[0]
+        inputs = chunk[0][1]
         merged = inputs if len(chunk) == 1 else {
-            alias: np.concatenate([member[3][alias] for member in chunk]) for alias in inputs}
+            alias: np.concatenate([member[1][alias] for member in chunk]) for alias in inputs}
         waits = [timeouts[member[0]] for member in chunk]
         timeout_s = None if None in waits else max(waits)
+        rows = [member[2] for member in chunk]
         try:
             sig, outputs = await self.core.predict_async(
-                servable, request.model_spec.signature_name, merged, request.output_filter,
-                timeout_s, self.executor, gather_on_loop=self.gather_on_loop,
-                requests=len(chunk))
-            rows = sum(member[4] for member in chunk)
-            if not outputs or any(v.ndim == 0 or v.shape[0] != rows for v in outputs.values()):
+                servable, signature_name, merged, output_filter, timeout_s, self.executor,
+                gather_on_loop=self.gather_on_loop, requests=len(chunk))
+            if not outputs or any(v.ndim == 0 or v.shape[0] != sum(rows)
+                                  for v in outputs.values()):
                 return  # not one output row per input row: each request on its own
-            responses = await encode_outputs(outputs, self.executor, self._responses, servable,
-                                             sig, outputs, [member[4] for member in chunk])
+            spec = model_pb2.ModelSpec()
+            _fill_spec(spec, servable, sig.name)
+            responses = await encode_outputs(outputs, self.executor, predict_wire.write_responses,
+                                             spec.SerializeToString(deterministic=True), outputs,
+                                             rows)
         except ServingError as exc:
             if exc.code not in (Code.DEADLINE_EXCEEDED, Code.UNAVAILABLE):
                 return
@@ -232,16 +243,6 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
         for member, response in zip(chunk, responses, strict=True):
             answers[member[0]] = response
             self.core.metrics.record(servable.name, "predict", "GRPC", status, latency_us)
-
-    @classmethod
-    def _responses(cls, servable, sig, outputs, rows: list[int]) -> list[bytes]:
-        """Serialized responses for consecutive requests of ``rows`` rows each."""
-        responses, start = [], 0
-        for n in rows:
-            part = {k: v[start:start + n] for k, v in outputs.items()}
-            responses.append(cls._response(servable, sig, part).SerializeToString())
-            start += n
-        return responses
 
     @staticmethod
     def _response(servable, sig, outputs) -> predict_pb2.PredictResponse:
@@ -327,7 +328,8 @@ class ModelServicer(_Base, model_service_pb2_grpc.ModelServiceServicer):
 
 def unary_methods(service, servicer) -> dict[str, tuple[Callable, Callable]]:
     """Every unary method of ``service`` (a ServiceDescriptor) on ``servicer``, by gRPC path
-    (``/package.Service/Method``) → (``handle(raw, context)`` coroutine, response serializer).
+    (``/package.Service/Method``) → (``handle(raw, context)`` coroutine, response serializer:
+    deterministic, map entries sorted by key, the bytes the merged Predict path writes too).
 
     Each ``handle`` parses the request's bytes itself: a request that is not a valid protobuf
     message ends with ``INTERNAL``, as in TF Serving (gRPC C++ answers a request it cannot parse
@@ -339,7 +341,7 @@ def unary_methods(service, servicer) -> dict[str, tuple[Callable, Callable]]:
         response_class = message_factory.GetMessageClass(method.output_type)
         methods[f"/{service.full_name}/{method.name}"] = (
             _parsing(getattr(servicer, method.name), request_class),
-            response_class.SerializeToString)
+            functools.partial(response_class.SerializeToString, deterministic=True))
     return methods
 
 

@@ -239,10 +239,10 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
             return
         else:
             status = "OK"
-        latency_us = (time.perf_counter() - start) * 1e6
         for member, response in zip(chunk, responses, strict=True):
             answers[member[0]] = response
-            self.core.metrics.record(servable.name, "predict", "GRPC", status, latency_us)
+        self.core.metrics.record(servable.name, "predict", "GRPC", status,
+                                 (time.perf_counter() - start) * 1e6, requests=len(chunk))
 
     @staticmethod
     def _response(servable, sig, outputs) -> predict_pb2.PredictResponse:

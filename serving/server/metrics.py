@@ -63,15 +63,16 @@ class Histogram:
         self._series: dict[tuple[str, ...], list] = {}  # key -> [counts..., sum, count]
         self._lock = threading.Lock()
 
-    def observe(self, value: float, *label_values: str) -> None:
+    def observe(self, value: float, *label_values: str, times: int = 1) -> None:
+        """Observe ``value`` (``times`` times: as many observations of the same value)."""
         i = bisect.bisect_left(self.buckets, value)
         with self._lock:
             s = self._series.get(label_values)
             if s is None:
                 s = self._series[label_values] = [0] * (len(self.buckets) + 1) + [0.0, 0]
-            s[i] += 1
-            s[-2] += value
-            s[-1] += 1
+            s[i] += times
+            s[-2] += value * times
+            s[-1] += times
 
     def count(self, *label_values: str) -> int:
         s = self._series.get(label_values)
@@ -116,9 +117,11 @@ class Metrics:
             "Requests processed through server-side batching.", ("model_name",))
 
     def record(self, model_name: str, api: str, entrypoint: str, status: str,
-               latency_us: float) -> None:
-        self.request_count.inc(model_name, status)
-        self.request_latency.observe(latency_us, model_name, api, entrypoint)
+               latency_us: float, requests: int = 1) -> None:
+        """Count ``requests`` requests that ended with ``status`` after ``latency_us`` each (the
+        requests of one merged batch task share their latency)."""
+        self.request_count.inc(model_name, status, amount=requests)
+        self.request_latency.observe(latency_us, model_name, api, entrypoint, times=requests)
 
     def render(self) -> str:
         lines: list[str] = []

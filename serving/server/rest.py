@@ -278,9 +278,8 @@ class RestApi:
             for k in range(first, last):
                 rows = texts[offsets[k] - lo:offsets[k + 1] - lo]
                 answers[k] = (200, "application/json", json_codec.predictions_json(rows))
-        latency_us = (time.perf_counter() - start) * 1e6
-        for _ in range(first, last):
-            self.core.metrics.record(model, "predict", "REST", status, latency_us)
+        self.core.metrics.record(model, "predict", "REST", status,
+                                 (time.perf_counter() - start) * 1e6, requests=last - first)
 
     async def _one_by_one(self, target: str, bodies, answers: list, first: int,
                           last: int) -> None:

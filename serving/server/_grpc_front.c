@@ -447,6 +447,8 @@ static void on_readable(Conn *c) {
                 conn_close(c);
                 return;
             }
+            if (got < (ssize_t)sizeof chunk)
+                break; /* drained for now (epoll is level-triggered: more, or EOF, shows) */
             continue;
         }
         if (got == 0 || (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)) {

@@ -598,7 +598,8 @@ static void on_readable(Front *f, Conn *c) {
             conn_close(c);
             return;
         }
-        ssize_t got = recv(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len, 0);
+        Py_ssize_t room = c->in.cap - c->in.len;
+        ssize_t got = recv(c->fd, c->in.data + c->in.len, room, 0);
         if (got > 0) {
             c->in.len += got;
             c->last = now();
@@ -606,6 +607,8 @@ static void on_readable(Front *f, Conn *c) {
                 advance(f, c);
             if (!c->open)
                 return;
+            if (got < room)
+                break; /* drained for now (epoll is level-triggered: more, or EOF, shows) */
             continue;
         }
         if (got == 0) {

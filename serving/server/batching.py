@@ -21,11 +21,14 @@ task its slice of every output.
   iteration of the loop enqueued nothing new — or the batch is full, and only when a batch
   thread's share of the ``num_batch_threads`` parallelism is free and the signature's latest
   run, on at least as many values, took at most ``LOOP_BATCH_SECONDS``; otherwise a batch thread
-  runs it. ``batch_timeout_micros`` still holds: a batch that is not full waits for its timeout,
-  and a loop that keeps reading new requests holds a batch at most ``GATHER_LIMIT_SECONDS``
-  beyond it. Requests from other sources (grpcio's gRPC server, blocking callers) wake a batch
-  thread as before and share the same queues and batches. On a 2-core machine this makes fuller
-  batches and keeps the model call from sharing the cores and the GIL with the loop
+  runs it. At most ``num_batch_threads`` batches run at once, the loop's included: a batch
+  thread waits while loops hold every share, so a batch that times out meanwhile runs after the
+  loop's, not beside it. ``batch_timeout_micros`` still holds: a batch that is not full waits
+  for its timeout, and a loop that keeps reading new requests holds a batch at most
+  ``GATHER_LIMIT_SECONDS`` beyond it. Requests from other sources (grpcio's gRPC server,
+  blocking callers) wake a batch thread as before and share the same queues and batches. On a
+  2-core machine this makes fuller batches and keeps the model call from sharing the cores and
+  the GIL with the loop
   (serving/README.md: LeNet-5 at 32 REST clients ran batches of 32 instead of 13–15, and
   answered 9–83 % more requests in five side-by-side rounds of six).
 - ``stop`` answers every queued task UNAVAILABLE.
@@ -108,6 +111,7 @@ class BatchScheduler:
         self._handed: collections.deque = collections.deque()  # (queue, tasks) for a thread
         self._gatherer: _LoopGatherer | None = None  # of the latest gather_on_loop caller
         self._deferred = False  # a loop left a ready batch to the threads (all were busy)
+        self._share_waiters = 0  # batch threads waiting for a share that loops hold
         self.batches_run = 0
         self.tasks_run = 0
         self._threads = [threading.Thread(target=self._worker, name=f"deepline-batch-{i}",
@@ -283,6 +287,13 @@ class BatchScheduler:
                     return None
                 if self._handed:
                     return self._handed.popleft()  # counted in _active when handed
+                if self._active >= len(self._threads):  # loops run batches on every share
+                    self._share_waiters += 1
+                    try:
+                        self._cond.wait()  # (_release_share wakes a share waiter)
+                    finally:
+                        self._share_waiters -= 1
+                    continue
                 now = time.monotonic()
                 ready, wake = self._ready_queue(now)
                 if ready is not None:
@@ -362,10 +373,9 @@ class BatchScheduler:
         answers go out (so the next batch, which those answers may bring, finds it free)."""
         with self._cond:
             self._active -= 1
-            if on_loop is None:
-                self._deferred = False  # this thread looks at every queue next
-            elif self._deferred:
-                self._deferred = False
+            wake = self._share_waiters or (on_loop is not None and self._deferred)
+            self._deferred = False  # the next runner (this thread, or one woken here) looks
+            if wake:  # a thread waits for a share, or a loop left a ready batch to the threads
                 self._cond.notify()
 
     def _process(self, q: _Queue, tasks: list[_Task], on_loop=None) -> None:

@@ -40,14 +40,21 @@ class LoopSignature:
         self.batches: list[tuple[str, int]] = []
         self.loop_thread: threading.Thread | None = None
         self.last_run = (1 << 30, seconds) if known else None
+        self.running = self.most_running = 0  # batches running now, and at most at once
+        self._count = threading.Lock()
 
     def run(self, inputs):
         x = inputs["x"]
         me = threading.current_thread()
+        with self._count:
+            self.running += 1
+            self.most_running = max(self.most_running, self.running)
         self.batches.append(("loop" if me is self.loop_thread else me.name, len(x)))
         if len(x) == self.block_rows:
             assert self.release.wait(10)
         self.last_run = (max(x.size, (self.last_run or (0,))[0]), self.seconds)
+        with self._count:
+            self.running -= 1
         return {"y": 2 * x}
 
 
@@ -230,6 +237,44 @@ def test_a_busy_batch_thread_keeps_the_parallelism_and_then_takes_the_gathered_t
     assert sig.batches == [("deepline-batch-0", 7), ("deepline-batch-0", 3)]
     np.testing.assert_array_equal(results["first"]["y"], np.full((7, 2), 2.0))
     np.testing.assert_array_equal(results["second"]["y"], np.full((1, 2), 8.0))
+
+
+def test_a_batch_on_the_loop_keeps_the_parallelism_from_the_batch_thread():
+    """num_batch_threads 1: while the loop runs a batch, the batch thread runs none, even for a
+    task whose timeout (0 here) has passed; that task runs once the loop's batch is over."""
+    sched, sig = BatchScheduler(_config()), LoopSignature(block_rows=5)
+    servable = SERVABLE
+    results = {}
+
+    enqueuing = threading.Event()
+
+    def blocking():
+        while not sig.batches:
+            time.sleep(0.001)  # the loop's batch is running (and waits for release)
+        enqueuing.set()
+        results["blocking"] = sched.run(servable, sig, _rows(4.0, 2))
+
+    def release_later():
+        assert enqueuing.wait(10)
+        time.sleep(0.2)  # time enough for a batch thread that ignored the share to start
+        results["batches while the loop ran"] = list(sig.batches)
+        sig.release.set()
+
+    async def scenario(gather):
+        helpers = [threading.Thread(target=blocking), threading.Thread(target=release_later)]
+        for helper in helpers:
+            helper.start()
+        await gather(1.0, 5)  # runs on the loop, blocked until release_later sets release
+        for helper in helpers:
+            await asyncio.get_running_loop().run_in_executor(None, helper.join, 10)
+
+    _on_a_loop(sched, sig, scenario)
+    assert results["batches while the loop ran"] == [("loop", 5)]
+    # then it runs on whichever runner looks first: the thread woken for the share, or the loop
+    assert sig.batches[0] == ("loop", 5) and sig.batches[1][1] == 2 and len(sig.batches) == 2
+    assert sig.batches[1][0] in ("loop", "deepline-batch-0")
+    assert sig.most_running == 1
+    np.testing.assert_array_equal(results["blocking"]["y"], np.full((2, 2), 8.0))
 
 
 def test_gathered_and_thread_woken_tasks_merge():

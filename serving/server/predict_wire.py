@@ -5,9 +5,9 @@ end (``PredictionServicer.predict_many``).
 :mod:`serving.server._predict_wire` (C, when built) reads and writes the protobuf wire format
 itself: a request in the form clients write for dense numeric inputs (``tensor_content``, as
 ``tf.make_tensor_proto`` writes it) is read without building protobuf messages, its values left
-in the request's bytes (``np.frombuffer``); the answers of a batch are written in one call. Every
-other request, and every output the C writer does not write (strings), goes through protobuf,
-with the same results: the inputs :func:`tensors.to_ndarray` decodes, and the bytes
+in the request's bytes (a read-only NumPy view); the answers of a batch are written in one call.
+Every other request, and every output the C writer does not write (strings), goes through
+protobuf, with the same results: the inputs :func:`tensors.to_ndarray` decodes, and the bytes
 ``SerializeToString(deterministic=True)`` writes for the message
 :func:`tensors.from_ndarray` fills (the general path serializes deterministically too, so both
 paths answer a request with the same bytes).

@@ -478,14 +478,19 @@ static PyObject *write_responses(PyObject *self, PyObject *args) {
     PyObject *items = PySequence_Fast(items_arg, "outputs must be a sequence");
     PyObject *rows = items ? PySequence_Fast(rows_arg, "rows must be a sequence") : NULL;
     Output *outputs = NULL;
-    Py_ssize_t taken = 0, requests = 0;
+    Py_ssize_t taken = 0, requests = 0, *counts = NULL; /* counts: rows[k] as C integers */
     PyObject *answers = NULL;
     if (rows == NULL)
         goto done;
     requests = PySequence_Fast_GET_SIZE(rows);
     Py_ssize_t total_rows = 0, n_outputs = PySequence_Fast_GET_SIZE(items);
+    counts = PyMem_Malloc((requests ? requests : 1) * sizeof *counts);
+    if (counts == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
     for (Py_ssize_t k = 0; k < requests; k++) {
-        Py_ssize_t n = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(rows, k));
+        Py_ssize_t n = counts[k] = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(rows, k));
         if (n < 0) {
             if (!PyErr_Occurred())
                 PyErr_SetString(PyExc_ValueError, "rows must not be negative");
@@ -511,7 +516,7 @@ static PyObject *write_responses(PyObject *self, PyObject *args) {
     }
     Py_ssize_t first = 0;
     for (Py_ssize_t k = 0; k < requests; k++) {
-        Py_ssize_t n = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(rows, k)), total = 0;
+        Py_ssize_t n = counts[k], total = 0;
         for (Py_ssize_t j = 0; j < n_outputs; j++) {
             many[j] = entry_sizes(&outputs[j], first, n);
             total += 1 + varint_size((uint64_t)many[j].entry) + many[j].entry;
@@ -536,6 +541,7 @@ static PyObject *write_responses(PyObject *self, PyObject *args) {
 done:
     if (outputs != NULL)
         release(outputs, taken);
+    PyMem_Free(counts);
     Py_XDECREF(items);
     Py_XDECREF(rows);
     return answers;

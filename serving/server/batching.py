@@ -28,9 +28,8 @@ task its slice of every output.
   ``GATHER_LIMIT_SECONDS`` beyond it. Requests from other sources (grpcio's gRPC server,
   blocking callers) wake a batch thread as before and share the same queues and batches. On a
   2-core machine this makes fuller batches and keeps the model call from sharing the cores and
-  the GIL with the loop
-  (serving/README.md: LeNet-5 at 32 REST clients ran batches of 32 instead of 13–15, and
-  answered 9–83 % more requests in five side-by-side rounds of six).
+  the GIL with the loop (serving/README.md: LeNet-5 at 32 REST clients ran batches of 32
+  instead of 13–15, and answered 9–83 % more requests in five side-by-side rounds of six).
 - ``stop`` answers every queued task UNAVAILABLE.
 """
 

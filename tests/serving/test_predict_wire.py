@@ -311,5 +311,5 @@ def test_the_c_writer_refuses_what_it_cannot_write(outputs, rows, message):
 @needs_c
 def test_the_c_writer_needs_contiguous_values():
     strided = np.zeros((4, 4), np.float32)[:, ::2]
-    with pytest.raises((ValueError, BufferError, TypeError)):
+    with pytest.raises(ValueError, match="not C-contiguous"):
         wire.write_responses(b"", [(b"y", types_pb2.DT_FLOAT, strided)], [4])
